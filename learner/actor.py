@@ -1,0 +1,340 @@
+"""`LearnerWorker`: one data-parallel rank of the policy, as a Ray actor.
+
+It holds a DeepSpeed engine for the policy (ZeRO stage from config; gloo on CPU, NCCL on GPU) and
+a frozen reference model for the KL term (the SFT starting point, as in the paper; with LoRA the
+reference is the same network with its adapters switched off, which costs no extra memory).
+
+A GRPO step: compute reference log-probs (and old log-probs when one batch is used for more than
+one optimizer step; with a single on-policy step they equal the current log-probs, detached),
+then for each mini-batch accumulate `empathy_rl.grpo.policy_loss` over micro-batches and step.
+Losses are weighted by each micro-batch's share of the mini-batch's tokens (or sequences) summed
+over all ranks, so gradient accumulation and data parallelism give exactly the loss of the
+configured aggregation over the whole mini-batch.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Optional
+
+import torch
+
+from empathy_rl import grpo
+from empathy_rl.config import EmpathyRLConfig
+from empathy_rl.weight_buckets import BucketIndex, checksum, pack_bucket, plan_buckets
+from learner.batch import TrainBatch
+from learner.ds_config import build_ds_config
+from learner.weights import iter_full_weights
+
+log = logging.getLogger(__name__)
+
+_DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+def learner_env(cfg: EmpathyRLConfig) -> dict[str, str]:
+    """Environment a learner actor needs before DeepSpeed is imported."""
+    env = {"DS_ACCELERATOR": "cpu" if cfg.cluster.device == "cpu" else "cuda", "TOKENIZERS_PARALLELISM": "false"}
+    for key in ("TORCH_EXTENSIONS_DIR",):
+        if os.environ.get(key):
+            env[key] = os.environ[key]
+    return env
+
+
+class LearnerWorker:
+    def __init__(self, cfg: EmpathyRLConfig, rank: int, world_size: int):
+        self.cfg = cfg
+        self.rank = rank
+        self.world_size = world_size
+        self.engine = None
+        self.ref_model = None
+        self.updates = 0  # optimizer steps in the current phase
+        if cfg.cluster.device == "cpu":
+            torch.set_num_threads(cfg.learner.torch_threads)
+        torch.manual_seed(cfg.trainer.seed + rank)
+
+    # ------------------------------------------------------------------ set-up
+    def address(self) -> tuple[str, int]:
+        """This actor's node IP and a free port, for the rank-0 rendezvous."""
+        import socket
+
+        import ray
+
+        with socket.socket() as s:
+            s.bind(("", self.cfg.learner.master_port))
+            port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
+
+    def init_distributed(self, master_addr: str, master_port: int) -> None:
+        os.environ.update(
+            MASTER_ADDR=master_addr,
+            MASTER_PORT=str(master_port),
+            RANK=str(self.rank),
+            LOCAL_RANK="0" if self.cfg.cluster.device == "cpu" else str(self.rank % max(torch.cuda.device_count(), 1)),
+            WORLD_SIZE=str(self.world_size),
+        )
+        import deepspeed
+
+        deepspeed.init_distributed(dist_backend=self.cfg.learner.backend)
+        self.device = torch.device("cuda", torch.cuda.current_device()) if self.cfg.cluster.device == "cuda" else torch.device("cpu")
+
+    def load_policy(self, model_path: str, lr: float, warmup_steps: int, with_reference: bool) -> int:
+        """(Re)build the engine from a Hugging Face checkpoint; returns the number of parameters.
+
+        Called once for the warm start (SFT learning rate, no reference) and once for GRPO (from the
+        warm-started weights, which then also become the reference).
+        """
+        import deepspeed
+        from transformers import AutoModelForCausalLM
+
+        cfg = self.cfg
+        self.engine = self.ref_model = None
+        self.model_path = model_path
+        dtype = _DTYPES[cfg.model.dtype]
+        ds_config = build_ds_config(cfg)
+        keep_alive = None
+        if cfg.learner.zero_stage == 3:  # partition while loading instead of materialising 8B per rank
+            from transformers.integrations import HfDeepSpeedConfig
+
+            keep_alive = HfDeepSpeedConfig(ds_config)  # noqa: F841  (must outlive from_pretrained)
+        model = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
+        del keep_alive
+        if cfg.model.gradient_checkpointing:
+            model.gradient_checkpointing_enable()
+        lora = cfg.model.lora
+        if lora.enabled:
+            from peft import LoraConfig, get_peft_model
+
+            model = get_peft_model(
+                model,
+                LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules), task_type="CAUSAL_LM"),
+            )
+        if with_reference and cfg.algorithm.kl_beta > 0 and not lora.enabled:
+            ref = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
+            self.ref_model = ref.to(self.device).eval().requires_grad_(False)
+        self.use_lora_reference = with_reference and cfg.algorithm.kl_beta > 0 and lora.enabled
+
+        params = [p for p in model.parameters() if p.requires_grad]
+        optimizer = None
+        if not cfg.learner.offload_optimizer:
+            optimizer = torch.optim.AdamW(params, lr=lr, betas=tuple(cfg.learner.betas), weight_decay=cfg.learner.weight_decay)
+        else:
+            ds_config["optimizer"]["params"]["lr"] = lr
+        scheduler = None
+        if optimizer is not None:
+            scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / max(1, warmup_steps)))
+        self.engine, self.optimizer, _, self.scheduler = deepspeed.initialize(
+            model=model, model_parameters=params, optimizer=optimizer, lr_scheduler=scheduler, config=ds_config
+        )
+        self.updates = 0
+        self._bucket_plan: Optional[list[BucketIndex]] = None
+        return sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters())
+
+    # ------------------------------------------------------------------ log-probs
+    def _forward_logprobs(self, module, batch: TrainBatch, temperature: float, want_entropy: bool = False):
+        ids = batch.input_ids.to(self.device)
+        out = module(input_ids=ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False)
+        logits = out.logits[:, :-1]
+        logp = grpo.sequence_log_probs(logits, ids[:, 1:], temperature)
+        entropy = grpo.token_entropy_from_logits(logits) if want_entropy else None
+        return logp, entropy
+
+    @torch.no_grad()
+    def _logprobs_nograd(self, batch: TrainBatch, reference: bool) -> torch.Tensor:
+        """Log-probs of the whole batch in micro-batches: (B, T-1) on CPU."""
+        temperature = self.cfg.rollout.temperature
+        out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
+        micro = self.cfg.learner.micro_batch_size
+        for start in range(0, len(batch), micro):
+            rows = slice(start, start + micro)
+            part = batch.select(rows)
+            if reference and self.use_lora_reference:
+                with self.engine.module.disable_adapter():
+                    logp, _ = self._forward_logprobs(self.engine.module, part, temperature)
+            else:
+                module = self.ref_model if reference else self.engine.module
+                logp, _ = self._forward_logprobs(module, part, temperature)
+            out[rows, : logp.shape[1]] = logp.float().cpu()
+        return out
+
+    def compute_logprobs(self, batch: TrainBatch) -> torch.Tensor:
+        """Current policy log-probs (B, T-1), for evaluation and the weight-sync check."""
+        self.engine.module.eval()
+        return self._logprobs_nograd(batch, reference=False)
+
+    # ------------------------------------------------------------------ updates
+    def _global_count(self, value: float) -> float:
+        import torch.distributed as dist
+
+        t = torch.tensor([float(value)], device=self.device)
+        if self.world_size > 1:
+            dist.all_reduce(t)
+        return float(t.item())
+
+    def _set_accumulation(self, micro_batches: int) -> None:
+        target = self.cfg.learner.micro_batch_size * micro_batches * self.world_size
+        if self.engine.train_batch_size() != target:
+            self.engine.set_train_batch_size(target)
+
+    def train_step(self, batch: TrainBatch) -> dict[str, float]:
+        """One GRPO update on this rank's shard of the step's candidates."""
+        cfg, alg = self.cfg, self.cfg.algorithm
+        start = time.perf_counter()
+        self.engine.module.train()
+        need_old = cfg.learner.ppo_epochs * cfg.learner.mini_batches_per_step > 1
+        old_all = self._logprobs_nograd(batch, reference=False) if need_old else None
+        ref_all = self._logprobs_nograd(batch, reference=True) if alg.kl_beta > 0 else None
+        sums: dict[str, float] = {}
+        tokens_seen = 0.0
+        grad_norms: list[float] = []
+        minis = _even_slices(len(batch), cfg.learner.mini_batches_per_step)
+        micro = cfg.learner.micro_batch_size
+        for _ in range(cfg.learner.ppo_epochs):
+            for mini in minis:
+                rows = list(range(mini.start, mini.stop))
+                chunks = [rows[i : i + micro] for i in range(0, len(rows), micro)]
+                self._set_accumulation(len(chunks))
+                sub = batch.select(mini)
+                denom = self._global_count(sub.num_loss_tokens() if alg.aggregation == "token-mean" else sub.num_loss_sequences())
+                for chunk in chunks:
+                    part = batch.select(chunk)
+                    L = part.loss_mask.shape[1]
+                    logp, entropy = self._forward_logprobs(self.engine, part, cfg.rollout.temperature, want_entropy=True)
+                    mask = part.loss_mask.to(self.device)
+                    old = old_all[chunk][:, :L].to(self.device) if need_old else logp.detach()
+                    ref = ref_all[chunk][:, :L].to(self.device) if ref_all is not None else None
+                    if alg.entropy_coeff == 0:
+                        entropy = entropy.detach()
+                    loss, metrics = grpo.policy_loss(
+                        logp, old, ref, part.advantages.to(self.device), mask,
+                        clip_low=alg.clip_low, clip_high=alg.clip_high, beta=alg.kl_beta if ref is not None else 0.0,
+                        kl_kind=alg.kl_kind, aggregation=alg.aggregation, entropy=entropy, entropy_coeff=alg.entropy_coeff,
+                    )
+                    share = part.num_loss_tokens() if alg.aggregation == "token-mean" else part.num_loss_sequences()
+                    weight = self.world_size * share / max(denom, 1.0)
+                    self.engine.backward(loss * weight, scale_wrt_gas=False)
+                    self.engine.step()
+                    n_tok = float(part.num_loss_tokens())
+                    tokens_seen += n_tok
+                    for key, value in metrics.items():
+                        sums[key] = sums.get(key, 0.0) + value * n_tok
+                    sums["loss"] = sums.get("loss", 0.0) + float(loss.item()) * n_tok
+                    if part.rollout_logprobs is not None and n_tok:
+                        gap = (part.rollout_logprobs.to(self.device) - old.float()).abs()
+                        sums["logprob_gap"] = sums.get("logprob_gap", 0.0) + float(gap[mask].sum().item())
+                norm = self.engine.get_global_grad_norm()
+                if norm is not None:
+                    grad_norms.append(float(norm))
+                self.updates += 1
+        out = {f"train/{k}": v / max(tokens_seen, 1.0) for k, v in sums.items()}
+        out["train/grad_norm"] = sum(grad_norms) / len(grad_norms) if grad_norms else float("nan")
+        out["train/lr"] = float(self.engine.get_lr()[0])
+        out["train/tokens"] = tokens_seen / cfg.learner.ppo_epochs
+        out["time/train_s"] = time.perf_counter() - start
+        return out
+
+    def sft_step(self, batch: TrainBatch) -> dict[str, float]:
+        """One supervised step (warm start): token-mean cross-entropy on the response tokens."""
+        self.engine.module.train()
+        micro = self.cfg.learner.micro_batch_size
+        chunks = [list(range(i, min(i + micro, len(batch)))) for i in range(0, len(batch), micro)]
+        self._set_accumulation(len(chunks))
+        denom = self._global_count(batch.num_loss_tokens())
+        total = 0.0
+        for chunk in chunks:
+            part = batch.select(chunk)
+            logp, _ = self._forward_logprobs(self.engine, part, 1.0)
+            mask = part.loss_mask.to(self.device)
+            nll = -torch.where(mask, logp, torch.zeros_like(logp)).sum()
+            self.engine.backward(nll * self.world_size / max(denom, 1.0), scale_wrt_gas=False)
+            self.engine.step()
+            total += float(nll.item())
+        self.updates += 1
+        return {"sft/loss": total / max(batch.num_loss_tokens(), 1), "sft/lr": float(self.engine.get_lr()[0])}
+
+    # ------------------------------------------------------------------ weights out
+    def _named_weights(self):
+        return iter_full_weights(self.engine.module, self.cfg.learner.zero_stage)
+
+    def bucket_plan(self) -> list[BucketIndex]:
+        if self._bucket_plan is None:
+            self._bucket_plan = plan_buckets(self._named_weights(), self.cfg.sync.bucket_size_mb * 2**20)
+        return self._bucket_plan
+
+    def export_to_object_store(self) -> list[tuple[BucketIndex, object]]:
+        """Rank 0: pack the full weights into buckets and `ray.put` each once (CPU / one-node path).
+
+        Every rank must call this at ZeRO-3 (gathering is collective); only rank 0 puts objects.
+        """
+        import ray
+
+        plan = self.bucket_plan()
+        weights = dict((n, t.to("cpu")) for n, t in self._named_weights())
+        if self.rank != 0:
+            return []
+        return [(index, ray.put(pack_bucket(index, weights).numpy())) for index in plan]
+
+    def weights_checksum(self) -> str:
+        return checksum((n, t.to("cpu")) for n, t in self._named_weights())
+
+    def init_weight_group(self, master_address: str, master_port: int, world_size: int) -> None:
+        """Rank 0 joins the NCCL weight group as group rank 0 (GPU path)."""
+        if self.rank != 0:
+            return
+        from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
+        from vllm.distributed.utils import StatelessProcessGroup
+
+        group = StatelessProcessGroup.create(host=master_address, port=master_port, rank=0, world_size=world_size)
+        self._weight_comm = PyNcclCommunicator(group, device=self.device)
+
+    def broadcast_weights_nccl(self) -> None:
+        """Rank 0 broadcasts one buffer per bucket; rollout workers receive in the same order."""
+        plan = self.bucket_plan()
+        named = self._named_weights()
+        pending: dict[str, torch.Tensor] = {}
+        for index in plan:
+            for meta in index.tensors:
+                while meta.name not in pending:
+                    name, tensor = next(named)
+                    pending[name] = tensor.contiguous().clone() if self.cfg.learner.zero_stage == 3 else tensor
+            buffer = pack_bucket(index, pending, device=self.device)
+            if self.rank == 0:
+                self._weight_comm.broadcast(buffer, src=0, stream=torch.cuda.current_stream())
+                torch.cuda.current_stream().synchronize()
+            for meta in index.tensors:
+                pending.pop(meta.name)
+
+    # ------------------------------------------------------------------ checkpoints
+    def save_checkpoint(self, directory: str, save_optimizer: bool) -> None:
+        """Policy in Hugging Face format (full weights, LoRA merged) plus, optionally, DeepSpeed state.
+
+        All ranks must call this (ZeRO-3 gathering and the DeepSpeed save are collective); rank 0
+        writes `policy/` (safetensors shards, config, generation config, tokenizer), loadable by
+        `AutoModelForCausalLM`, vLLM, or `model.path` of a later run.
+        """
+        import shutil
+
+        out = Path(directory)
+        state = {n: t.to("cpu").contiguous() for n, t in self._named_weights()}
+        if save_optimizer:
+            self.engine.save_checkpoint(str(out / "deepspeed"), tag="engine")
+        if self.rank != 0:
+            return
+        from huggingface_hub import save_torch_state_dict
+        from transformers import AutoTokenizer
+
+        policy = out / "policy"
+        policy.mkdir(parents=True, exist_ok=True)
+        save_torch_state_dict(state, policy, max_shard_size="5GB")
+        for name in ("config.json", "generation_config.json"):
+            if (Path(self.model_path) / name).exists():
+                shutil.copy(Path(self.model_path) / name, policy / name)
+        AutoTokenizer.from_pretrained(self.cfg.model.tokenizer_path or self.model_path).save_pretrained(policy)
+
+
+def _even_slices(n: int, parts: int) -> list[slice]:
+    size = math.ceil(n / parts)
+    return [slice(i, min(i + size, n)) for i in range(0, n, size)]

@@ -1,0 +1,42 @@
+"""The DeepSpeed config of the policy engine, derived from the typed config (one source of truth)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from empathy_rl.config import EmpathyRLConfig
+
+
+def micro_batches_per_update(cfg: EmpathyRLConfig) -> int:
+    """Gradient-accumulation steps: micro-batches in one optimizer step on one learner rank."""
+    rows = cfg.trainer.prompts_per_step * cfg.rollout.group_size
+    per_rank = -(-rows // (cfg.learner.mini_batches_per_step * cfg.learner.num_workers))
+    return max(1, -(-per_rank // cfg.learner.micro_batch_size))
+
+
+def build_ds_config(cfg: EmpathyRLConfig, grad_accum: int | None = None) -> dict[str, Any]:
+    learner = cfg.learner
+    gas = grad_accum or micro_batches_per_update(cfg)
+    ds: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": learner.micro_batch_size,
+        "gradient_accumulation_steps": gas,
+        "train_batch_size": learner.micro_batch_size * gas * learner.num_workers,
+        "gradient_clipping": learner.max_grad_norm,
+        "zero_optimization": {"stage": learner.zero_stage, "overlap_comm": cfg.cluster.device == "cuda"},
+        "zero_allow_untested_optimizer": True,  # the client torch AdamW
+        "steps_per_print": 10**9,  # we log ourselves
+        "wall_clock_breakdown": False,
+    }
+    if learner.zero_stage == 3:
+        ds["zero_optimization"].update(stage3_gather_16bit_weights_on_model_save=True)
+    if learner.offload_optimizer:
+        ds["zero_optimization"]["offload_optimizer"] = {"device": "cpu", "pin_memory": cfg.cluster.device == "cuda"}
+        ds["optimizer"] = {
+            "type": "AdamW",
+            "params": {"lr": learner.lr, "betas": list(learner.betas), "weight_decay": learner.weight_decay},
+        }
+    if cfg.model.dtype == "bfloat16":
+        ds["bf16"] = {"enabled": True}
+    elif cfg.model.dtype == "float16":
+        ds["fp16"] = {"enabled": True, "initial_scale_power": 16}
+    return ds

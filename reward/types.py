@@ -1,0 +1,26 @@
+"""Records of the reward stage."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class ScoreRequest:
+    """One candidate to score. `query` is the help-seeker text; `response` the full CoE output."""
+
+    query: str
+    response: str
+    crisis: bool = False
+
+
+@dataclass(frozen=True)
+class Score:
+    """Total reward and each component, for one candidate."""
+
+    total: float
+    format: float  # 1.0 well-formed CoE, else 0.0
+    answer: float  # answer reward (binary or cosine, by reward.answer_mode)
+    similarity: float  # raw cosine(query, answer); 0.0 when there was no answer to embed
+    crisis: float  # crisis-referral component (0 unless the query is a crisis)
+    failure: str  # parser's first failure code, "" when well-formed

