@@ -37,3 +37,21 @@ $(STAMP): pyproject.toml requirements/cpu.txt Makefile
 	$(PY) -c "import torch, vllm, ray, deepspeed, empathy_rl; print('setup ok: torch', torch.__version__, 'vllm', vllm.__version__, 'ray', ray.__version__, 'deepspeed', deepspeed.__version__)"
 	@mkdir -p $(TORCH_EXTENSIONS_DIR) $(VLLM_CACHE_ROOT)
 	@touch $(STAMP)
+
+# ---------------------------------------------------------------------------------------------
+TINY_MODEL := runs/tiny-model
+DEMO_ARGS ?=
+
+$(TINY_MODEL)/config.json: | $(STAMP)
+	$(VENV)/bin/empathy-rl make-tiny-model $(TINY_MODEL)
+
+# Warm start + GRPO on the tiny model and our bundled posts, on a local 2-CPU Ray cluster.
+demo: setup $(TINY_MODEL)/config.json
+	$(VENV)/bin/empathy-rl prepare-data --config configs/tiny-cpu.yaml
+	$(VENV)/bin/empathy-rl grpo --config configs/tiny-cpu.yaml $(DEMO_ARGS)
+
+test: setup
+	$(VENV)/bin/python -m pytest -v -rs --durations=15 tests
+
+test-fast: setup
+	$(VENV)/bin/python -m pytest -q -m "not slow" tests

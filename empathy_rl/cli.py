@@ -46,7 +46,6 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
     _setup_logging(cfg.logging.level)
     summary = prepare_data(cfg.data, progress=cfg.logging.progress_bar)
     print(summary.format())
-    print(f"prepared data in {cfg.data.prepared_dir}")
     return 0
 
 
@@ -109,7 +108,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as err:
         print(f"empathy-rl: config error: {err}", file=sys.stderr)
         return 2
-    except (FileNotFoundError, ValueError) as err:
+    except (FileNotFoundError, ValueError) as err:  # includes empathy_rl.data.DataError / BadRowError
         print(f"empathy-rl: error: {err}", file=sys.stderr)
         return 2
 

@@ -22,7 +22,8 @@ ZH_TERMS: tuple[str, ...] = (
     "活着没什么意思", "活着没意义", "活着有什么意思", "活下去的意义", "结束生命", "结束自己的生命",
     "结束我的生命", "了结自己", "一了百了", "死了算了", "死了就好了", "离开这个世界", "割腕", "自残",
     "自伤", "伤害自己", "跳楼", "跳河", "跳桥", "上吊", "卧轨", "烧炭", "服毒", "喝农药", "吞药",
-    "安眠药", "遗书",
+    "安眠药", "遗书", "活着没有意义", "结束自己", "跳下去", "如果我消失了", "我消失了", "拖累了所有人",
+    "不想再活", "活着好累", "想消失",
 )
 
 # English entries: label -> regex over lowercased text with straight apostrophes.
@@ -41,6 +42,11 @@ EN_TERMS: dict[str, str] = {
     "no reason to live": r"\bno\s+reason\s+to\s+(?:live|go\s+on)\b|\bnot\s+worth\s+living\b",
     "overdose": r"\boverdos(?:e|ed|es|ing)\b",
     "hang myself": r"\bhang(?:ing)?\s+my\s*self\b",
+    "burn myself": r"\bburn(?:s|ed|ing)?\s+(?:my\s*self|my\s+(?:arm|arms|skin|leg|legs|wrist|wrists))\b",
+    "don't want to be here": r"\b(?:don't|do\s+not)\s+want\s+to\s+be\s+(?:here|around|alive)(?:\s+anymore)?\b",
+    "better off without me": r"\bbetter\s+off\s+without\s+me\b",
+    "take all my pills": r"\b(?:tak(?:e|ing)|swallow(?:ing)?)\s+(?:all\s+)?(?:my|the|those)\s+(?:sleeping\s+)?pills\b|\bpills\s+on\s+the\s+table\b",
+    "disappear": r"\b(?:want\s+to|just|quietly)\s+disappear\b",
 }
 
 CRISIS_LEXICON: tuple[str, ...] = ZH_TERMS + tuple(EN_TERMS)  # every entry, for docs and metrics

@@ -135,11 +135,22 @@ class LearnerWorker:
 
     # ------------------------------------------------------------------ log-probs
     def _forward_logprobs(self, module, batch: TrainBatch, temperature: float, want_entropy: bool = False):
+        """Per-target log-probs (B, T-1), zero before the first loss position of the micro-batch.
+
+        Only positions from the earliest response token on get logits (`logits_to_keep`): the prompt
+        (system prompt + query) is most of each sequence, and the vocabulary projection and
+        log-softmax over it would be most of the cost while carrying no loss.
+        """
         ids = batch.input_ids.to(self.device)
-        out = module(input_ids=ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False)
-        logits = out.logits[:, :-1]
-        logp = grpo.sequence_log_probs(logits, ids[:, 1:], temperature)
-        entropy = grpo.token_entropy_from_logits(logits) if want_entropy else None
+        rows_with_loss = batch.loss_mask.any(-1)
+        first = int(batch.loss_mask[rows_with_loss].float().argmax(-1).min()) if rows_with_loss.any() else ids.shape[1] - 2
+        keep = ids.shape[1] - first  # logits at positions first .. T-1
+        out = module(input_ids=ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False, logits_to_keep=keep)
+        logits = out.logits[:, :-1]  # positions first .. T-2 predict tokens first+1 .. T-1
+        logp = torch.nn.functional.pad(grpo.sequence_log_probs(logits, ids[:, first + 1 :], temperature), (first, 0))
+        entropy = None
+        if want_entropy:
+            entropy = torch.nn.functional.pad(grpo.token_entropy_from_logits(logits), (first, 0))
         return logp, entropy
 
     @torch.no_grad()

@@ -74,3 +74,15 @@ def test_resources_are_generic_in_both_languages() -> None:
         assert not re.search(r"[0-9]{3}", text)  # no phone number that may be wrong for the reader's country
     assert crisis_resources("fr") == CRISIS_RESOURCES["en"]
     assert crisis_resources("zh") == CRISIS_RESOURCES["zh"]
+
+
+def test_bundled_crisis_posts_are_all_flagged_and_others_are_not():
+    """Our own seed posts are labelled: every crisis post must be flagged, no everyday post."""
+    from empathy_rl.warmstart import load_seed_posts
+
+    posts = load_seed_posts()
+    flagged = {p["id"]: detect_crisis(p["title"] + "\n" + p["description"]) for p in posts}
+    missed = [p["id"] for p in posts if p["topic"] == "crisis" and not flagged[p["id"]]]
+    false_alarms = [p["id"] for p in posts if p["topic"] != "crisis" and flagged[p["id"]]]
+    assert sum(p["topic"] == "crisis" for p in posts) >= 12
+    assert missed == [] and false_alarms == []

@@ -1,0 +1,1 @@
+"""Files and helpers to run empathy-rl on a Ray cluster."""
