@@ -7,8 +7,8 @@ in an override fails in a second instead of after the cluster has loaded an 8B m
 driver always joins the cluster it runs on (`cluster.address=auto` is forced). Without --no-wait the
 job's logs are streamed here and the exit status is 0 only if the job succeeded.
 
-Exit status: 0 succeeded (or submitted, with --no-wait), 1 failed or stopped, 2 invalid config,
-130 interrupted (the job keeps running on the cluster).
+Exit status: 0 succeeded (or submitted, with --no-wait), 1 failed, stopped or cluster unreachable,
+2 invalid config, 130 interrupted (the job keeps running on the cluster).
 """
 
 from __future__ import annotations
@@ -112,7 +112,11 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from ray.job_submission import JobStatus, JobSubmissionClient  # imported late: validation needs no Ray
 
-    client = JobSubmissionClient(args.address)
+    try:
+        client = JobSubmissionClient(args.address)
+    except ConnectionError as err:  # wrong address, or the dashboard is not reachable/forwarded
+        print(f"cluster.submit: {err}", file=sys.stderr)
+        return 1
     job_id = client.submit_job(
         entrypoint=build_entrypoint(config, args.overrides),
         runtime_env=runtime_env,

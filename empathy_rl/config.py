@@ -383,6 +383,8 @@ def load_config(
             preset = OmegaConf.load(path)
         except Exception as err:  # yaml errors carry the line
             raise ConfigError(f"{path}: not valid YAML: {err}") from err
+        if not isinstance(preset, DictConfig):
+            raise ConfigError(f"{path}: the top level must be a mapping of config sections (model:, data:, ...)")
         try:
             merged = OmegaConf.merge(merged, preset)
         except OmegaConfBaseException as err:

@@ -39,8 +39,14 @@ class BucketIndex:
     nbytes: int
 
 
+ALIGN = 16  # byte alignment of every tensor in a bucket: any dtype can be viewed in place
+
+
 def plan_buckets(named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes: int) -> list[BucketIndex]:
-    """Group tensors, in order, into buckets of at most `bucket_bytes` (a larger tensor gets its own)."""
+    """Group tensors, in order, into buckets of at most `bucket_bytes` (a larger tensor gets its own).
+
+    Each tensor starts at a multiple of `ALIGN` bytes, so mixed dtypes in one bucket unpack as views.
+    """
     if bucket_bytes <= 0:
         raise ValueError(f"bucket size must be positive, got {bucket_bytes}")
     buckets: list[BucketIndex] = []
@@ -51,11 +57,12 @@ def plan_buckets(named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes
         if dtype not in _DTYPES:
             raise ValueError(f"tensor {name}: dtype {tensor.dtype} cannot be packed")
         nbytes = tensor.numel() * tensor.element_size()
-        if current and offset + nbytes > bucket_bytes:
+        start = -(-offset // ALIGN) * ALIGN
+        if current and start + nbytes > bucket_bytes:
             buckets.append(BucketIndex(tuple(current), offset))
-            current, offset = [], 0
-        current.append(TensorMeta(name, dtype, tuple(tensor.shape), offset, nbytes))
-        offset += nbytes
+            current, start = [], 0
+        current.append(TensorMeta(name, dtype, tuple(tensor.shape), start, nbytes))
+        offset = start + nbytes
     if current:
         buckets.append(BucketIndex(tuple(current), offset))
     return buckets
@@ -63,7 +70,7 @@ def plan_buckets(named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes
 
 def pack_bucket(index: BucketIndex, tensors: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:
     """Copy the tensors named in `index` into one flat uint8 buffer on `device`."""
-    buffer = torch.empty(index.nbytes, dtype=torch.uint8, device=device)
+    buffer = torch.zeros(index.nbytes, dtype=torch.uint8, device=device)  # padding bytes stay defined
     for meta in index.tensors:
         src = tensors[meta.name].detach().contiguous().reshape(-1).view(torch.uint8)
         buffer[meta.offset : meta.offset + meta.nbytes].copy_(src, non_blocking=False)

@@ -329,7 +329,10 @@ class LearnerWorker:
         import shutil
 
         out = Path(directory)
-        state = {n: t.to("cpu").contiguous() for n, t in self._named_weights()}
+        tied = bool(getattr(self.engine.module.config, "tie_word_embeddings", False))
+        # A tied LM head is the embedding: Hugging Face re-ties it on load, and safetensors refuses
+        # to write two names for one storage.
+        state = {n: t.to("cpu").clone() for n, t in self._named_weights() if not (tied and n == "lm_head.weight")}
         if save_optimizer:
             self.engine.save_checkpoint(str(out / "deepspeed"), tag="engine")
         if self.rank != 0:

@@ -22,7 +22,7 @@ REFERRAL_PATTERNS = [
     r"emergency", r"crisis (line|hotline|service|team|center|centre)", r"hotline", r"helpline",
     r"suicide (prevention|line|hotline)", r"\b988\b", r"\b911\b", r"call (someone|a friend|a trusted)",
     r"trusted (person|friend|adult|family)", r"(doctor|therapist|counsel+or|professional) (right away|now|today|immediately)",
-    r"急救", r"急诊", r"热线", r"危机", r"求助", r"报警", r"110", r"120", r"信任的人", r"专业(的)?帮助", r"心理援助",
+    r"急救", r"急诊", r"热线", r"危机", r"求助", r"报警", r"(?<!\d)110(?!\d)", r"(?<!\d)120(?!\d)", r"信任的人", r"专业(的)?帮助", r"心理援助",
 ]
 _REFERRAL = re.compile("|".join(REFERRAL_PATTERNS), re.IGNORECASE)
 

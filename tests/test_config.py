@@ -318,7 +318,6 @@ def test_bad_yaml_content_names_file_and_key(tmp_path: Path, text: str, key: str
     assert f"'{key}'" in msg
 
 
-@pytest.mark.xfail(strict=True, raises=TypeError, reason="bug: a YAML file whose top level is a list raises TypeError, not ConfigError")
 def test_yaml_top_level_list_is_a_config_error(tmp_path: Path) -> None:
     preset = tmp_path / "list.yaml"
     preset.write_text("- a\n- b\n", encoding="utf-8")

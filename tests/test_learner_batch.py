@@ -178,7 +178,7 @@ def test_from_sft() -> None:
 
 
 def test_select_trims_trailing_padding(batch: TrainBatch) -> None:
-    # rows 3..5: lengths 8, 6, 5 -> width 8, out of a full width of 8; rows 4, 5 -> width 6
+    # rows 4 and 5 have lengths 6 and 5 (full batch width 8) -> trimmed to width 6
     sub = batch.select([4, 5])
     assert sub.input_ids.shape == (2, 6)
     assert sub.attention_mask.shape == (2, 6)

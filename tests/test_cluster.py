@@ -1,0 +1,168 @@
+"""cluster/: runtime_env, the submit CLI (with a fake job client: no Ray, no network) and the YAML files."""
+
+from __future__ import annotations
+
+import re
+import shlex
+import tomllib
+from pathlib import Path
+
+import pytest
+import yaml
+
+from cluster import submit
+from cluster.runtime_env import ENV_VARS, EXCLUDES, build_runtime_env, is_excluded
+from empathy_rl.config import ConfigError, load_config
+
+REPO = Path(__file__).resolve().parents[1]
+CLUSTER = REPO / "cluster"
+QWEN = "configs/qwen3-8b.yaml"
+RAYJOB = CLUSTER / "kuberay" / "rayjob-qwen3-8b.yaml"
+
+
+# ------------------------------------------------------------------------------ runtime_env
+
+
+def test_runtime_env_ships_the_repo_without_local_state():
+    env = build_runtime_env(load_config(REPO / QWEN), str(REPO))
+    assert env["working_dir"] == str(REPO)
+    assert set(env["excludes"]) >= {"/.venv", "/runs", "/.cache", "/.git", "/tests"}
+    assert env["env_vars"]["HF_HUB_OFFLINE"] == "1"
+    assert env["env_vars"]["TOKENIZERS_PARALLELISM"] == "false"
+    assert env["env_vars"]["RAY_USAGE_STATS_ENABLED"] == "0"
+    assert "pip" not in env and not any(k.startswith("NCCL") for k in env["env_vars"])
+    assert is_excluded("runs/tiny-model") and is_excluded(".venv/bin/python") and not is_excluded("configs/qwen3-8b.yaml")
+
+
+def test_job_env_merges_with_the_drivers_ray_init_env(monkeypatch):
+    """Inside a job the driver's ray.init(runtime_env=...) repeats some job env vars; Ray must accept that."""
+    from ray.runtime_env.runtime_env import _merge_runtime_env
+
+    from empathy_rl.driver import _cluster_env
+
+    for key, value in ENV_VARS.items():  # the job's env_vars are in the driver process's environment
+        monkeypatch.setenv(key, value)
+    job = build_runtime_env(load_config(REPO / QWEN), str(REPO))
+    driver = {"env_vars": _cluster_env()}
+    assert _merge_runtime_env(job, driver, override=False) is None  # the conflict the flag exists for
+    merged = _merge_runtime_env(job, driver, override=ENV_VARS["RAY_OVERRIDE_JOB_RUNTIME_ENV"] == "1")
+    assert merged is not None and merged["working_dir"] == str(REPO)
+
+
+def test_cluster_unsafe_paths_are_rejected():
+    with pytest.raises(ValueError, match="trainer.run_dir"):  # tiny-cpu writes to runs/demo
+        build_runtime_env(load_config(REPO / "configs/tiny-cpu.yaml"), str(REPO))
+    cfg = load_config(REPO / "configs/tiny-cpu.yaml", ["trainer.run_dir=/mnt/runs/demo"])
+    with pytest.raises(ValueError, match="model.path"):  # runs/tiny-model is never uploaded
+        build_runtime_env(cfg, str(REPO))
+
+
+# ------------------------------------------------------------------------------ submit
+
+
+def test_entrypoint_quotes_values_and_forces_the_cluster_address():
+    entry = submit.build_entrypoint(QWEN, ["trainer.run_dir=/mnt/runs/my run", "cluster.address=ray://elsewhere:10001"])
+    assert entry == f"empathy-rl grpo --config {QWEN} 'trainer.run_dir=/mnt/runs/my run' cluster.address=auto"
+    assert shlex.split(entry)[-2:] == ["trainer.run_dir=/mnt/runs/my run", "cluster.address=auto"]
+    assert submit.build_entrypoint(QWEN, []) == f"empathy-rl grpo --config {QWEN} cluster.address=auto"
+
+
+def test_config_path_is_made_relative_to_the_uploaded_repo(tmp_path):
+    assert submit.config_in_working_dir(str(REPO / QWEN), REPO) == QWEN
+    outside = tmp_path / "mine.yaml"
+    outside.write_text("{}")
+    with pytest.raises(ConfigError, match="outside"):
+        submit.config_in_working_dir(str(outside), REPO)
+
+
+def test_gpu_arithmetic_of_the_8b_preset():
+    assert submit.gpus_requested(submit.validate_job(REPO / QWEN, [])) == {"learner": 8, "rollout": 8, "reward": 0.5}
+
+
+class FakeJobClient:
+    """Stands in for ray.job_submission.JobSubmissionClient; records what would be sent."""
+
+    instances: list["FakeJobClient"] = []
+    final_status = "SUCCEEDED"
+
+    def __init__(self, address: str):
+        self.address, self.submitted = address, {}
+        FakeJobClient.instances.append(self)
+
+    def submit_job(self, **kwargs) -> str:
+        self.submitted = kwargs
+        return kwargs["submission_id"]
+
+    async def tail_job_logs(self, job_id: str):
+        yield "step 1/1000 reward 0.500±0.100 format 1.00 kl 0.0000\n"
+
+    def get_job_status(self, job_id: str):
+        from ray.job_submission import JobStatus
+
+        return JobStatus(self.final_status)
+
+
+@pytest.fixture
+def fake_client(monkeypatch):
+    import ray.job_submission
+
+    FakeJobClient.instances = []
+    monkeypatch.setattr(ray.job_submission, "JobSubmissionClient", FakeJobClient)
+    return FakeJobClient
+
+
+def test_bad_override_fails_before_any_submission(fake_client, capsys):
+    with pytest.raises(ConfigError, match="rollout.num_workers"):
+        submit.validate_job(REPO / QWEN, ["rollout.num_workers=0"])
+    assert submit.main(["--address", "http://head:8265", "--config", QWEN, "rollout.nope=1"]) == 2
+    assert fake_client.instances == []  # no client, so no network
+    assert "config error" in capsys.readouterr().err
+
+
+def test_submit_no_wait_sends_the_validated_job(fake_client, capsys):
+    argv = ["--address", "http://head:8265/", "--config", str(REPO / QWEN), "--no-wait", "--submission-id", "t1", "rollout.num_workers=8"]
+    assert submit.main(argv) == 0
+    sent = fake_client.instances[0].submitted
+    assert sent["entrypoint"] == f"empathy-rl grpo --config {QWEN} rollout.num_workers=8 cluster.address=auto"
+    assert sent["runtime_env"]["working_dir"] == str(REPO) and sent["submission_id"] == "t1"
+    assert sent["metadata"]["run_dir"] == "/mnt/runs/empathy-r1-grpo"
+    assert "http://head:8265/#/jobs/t1" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("status, code", [("SUCCEEDED", 0), ("FAILED", 1)])
+def test_submit_streams_logs_and_reports_the_job_status(fake_client, monkeypatch, capsys, status, code):
+    monkeypatch.setattr(FakeJobClient, "final_status", status)
+    assert submit.main(["--address", "http://head:8265", "--config", QWEN]) == code
+    out = capsys.readouterr().out
+    assert "step 1/1000 reward" in out and f": {status}" in out
+
+
+# ------------------------------------------------------------------------------ YAML / image
+
+
+@pytest.mark.parametrize("path", sorted(CLUSTER.rglob("*.yaml")), ids=lambda p: p.name)
+def test_cluster_yaml_parses(path):
+    assert isinstance(yaml.safe_load(path.read_text()), dict)
+
+
+def test_rayjob_runs_a_valid_8b_job_on_the_gpus_it_asks_for():
+    job = yaml.safe_load(RAYJOB.read_text())
+    assert job["apiVersion"] == "ray.io/v1" and job["kind"] == "RayJob"
+    assert job["spec"]["shutdownAfterJobFinishes"] is True
+    args = shlex.split(job["spec"]["entrypoint"])
+    assert args[:3] == ["empathy-rl", "grpo", "--config"] and args[3].endswith(QWEN)
+    assert args[-1] == "cluster.address=auto"
+    cfg = load_config(REPO / QWEN, args[4:])  # the manifest's overrides are valid today
+    workers = job["spec"]["rayClusterSpec"]["workerGroupSpecs"]
+    gpus = sum(g["replicas"] * int(g["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]) for g in workers)
+    asked = submit.gpus_requested(cfg)
+    assert sum(asked.values()) <= gpus and all(v == int(v) for v in asked.values())
+
+
+def test_pins_in_cluster_files_match_pyproject():
+    project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
+    vllm = next(d for d in project["optional-dependencies"]["gpu"] if d.startswith("vllm=="))
+    ray_version = re.search(r"ray\[[^\]]*\]==([\d.]+)", " ".join(project["dependencies"])).group(1)
+    assert vllm in (CLUSTER / "kuberay" / "Dockerfile.gpu").read_text()
+    assert vllm in (CLUSTER / "cluster-launcher.yaml").read_text()
+    assert yaml.safe_load(RAYJOB.read_text())["spec"]["rayClusterSpec"]["rayVersion"] == ray_version
