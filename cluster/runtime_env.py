@@ -22,10 +22,6 @@ ENV_VARS: dict[str, str] = {
     "HF_HUB_OFFLINE": "1",  # models come from shared storage; a node must never fetch weights mid-run
     "TOKENIZERS_PARALLELISM": "false",  # the Rust tokenizer pool deadlocks in forked Ray workers
     "RAY_USAGE_STATS_ENABLED": "0",
-    # The driver's ray.init() passes some of these variables again (empathy_rl.driver._cluster_env).
-    # Ray refuses to merge a job's and a driver's runtime_env that name the same variable unless
-    # this is set; the values are identical, so letting the driver's side win is safe.
-    "RAY_OVERRIDE_JOB_RUNTIME_ENV": "1",
 }
 # NCCL_* (interfaces, InfiniBand, P2P) is deliberately absent: it depends on the cluster's network
 # and belongs in the node image or pod spec, where the operators of that network set it.

@@ -133,6 +133,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"\nstopped following; the job keeps running (stop it with: ray job stop --address {args.address} {job_id})")
         return 130
+    except (RuntimeError, ConnectionError) as err:  # log stream or dashboard lost mid-run
+        print(f"cluster.submit: lost the job's log stream ({err}); check: ray job status --address {args.address} {job_id}", file=sys.stderr)
+        return 1
     print(f"job {job_id}: {status.value}")
     return 0 if status == JobStatus.SUCCEEDED else 1
 

@@ -37,16 +37,25 @@ def _cluster_env() -> dict[str, str]:
 
 
 def init_ray(cfg: EmpathyRLConfig) -> None:
+    """Start a local Ray cluster (cluster.address unset) or join a running one.
+
+    A local cluster gets the run's environment as its runtime env. When joining (`ray job submit`,
+    KubeRay), the job's runtime env already reaches every actor, and passing a second one that sets
+    the same variables makes Ray refuse to start the driver; so none is passed.
+    """
     import ray
 
     if ray.is_initialized():
         return
     c = cfg.cluster
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
-    kwargs: dict[str, Any] = dict(namespace=c.namespace, runtime_env={"env_vars": _cluster_env()}, log_to_driver=True)
+    kwargs: dict[str, Any] = dict(namespace=c.namespace, log_to_driver=True)
     if c.address is None:
         os.environ.setdefault("RAY_AUTH_MODE", "disabled")  # local cluster: no token file needed
-        kwargs.update(num_cpus=c.num_cpus, num_gpus=c.num_gpus, include_dashboard=c.include_dashboard)
+        kwargs.update(
+            num_cpus=c.num_cpus, num_gpus=c.num_gpus, include_dashboard=c.include_dashboard,
+            runtime_env={"env_vars": _cluster_env()},
+        )
     else:
         kwargs["address"] = c.address
     ray.init(**kwargs)

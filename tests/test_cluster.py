@@ -32,21 +32,28 @@ def test_runtime_env_ships_the_repo_without_local_state():
     assert env["env_vars"]["RAY_USAGE_STATS_ENABLED"] == "0"
     assert "pip" not in env and not any(k.startswith("NCCL") for k in env["env_vars"])
     assert is_excluded("runs/tiny-model") and is_excluded(".venv/bin/python") and not is_excluded("configs/qwen3-8b.yaml")
+    from ray._private.runtime_env.packaging import _get_excludes  # the matcher Ray applies when packaging
+
+    skip = _get_excludes(REPO, env["excludes"])
+    assert skip(REPO / "runs" / "demo" / "metrics.jsonl") and skip(REPO / "tests" / "test_cluster.py")
+    assert not skip(REPO / "empathy_rl" / "config.py") and not skip(REPO / "learner" / "runs.py")
 
 
-def test_job_env_merges_with_the_drivers_ray_init_env(monkeypatch):
-    """Inside a job the driver's ray.init(runtime_env=...) repeats some job env vars; Ray must accept that."""
-    from ray.runtime_env.runtime_env import _merge_runtime_env
+def test_driver_joining_a_cluster_passes_no_second_runtime_env(monkeypatch):
+    """Inside a job the job's runtime env reaches every actor; a second one from the driver's
+    ray.init() that repeats its variables makes Ray refuse to start, so none may be passed."""
+    import ray
 
-    from empathy_rl.driver import _cluster_env
+    from empathy_rl import driver
 
-    for key, value in ENV_VARS.items():  # the job's env_vars are in the driver process's environment
-        monkeypatch.setenv(key, value)
-    job = build_runtime_env(load_config(REPO / QWEN), str(REPO))
-    driver = {"env_vars": _cluster_env()}
-    assert _merge_runtime_env(job, driver, override=False) is None  # the conflict the flag exists for
-    merged = _merge_runtime_env(job, driver, override=ENV_VARS["RAY_OVERRIDE_JOB_RUNTIME_ENV"] == "1")
-    assert merged is not None and merged["working_dir"] == str(REPO)
+    seen: dict = {}
+    monkeypatch.setattr(ray, "is_initialized", lambda: False)
+    monkeypatch.setattr(ray, "init", lambda **kwargs: seen.update(kwargs))
+    driver.init_ray(load_config(REPO / QWEN))
+    assert seen["address"] == "auto" and "runtime_env" not in seen
+    seen.clear()
+    driver.init_ray(load_config(REPO / "configs/tiny-cpu.yaml"))  # local cluster: the run's env goes along
+    assert "address" not in seen and seen["runtime_env"]["env_vars"]["TOKENIZERS_PARALLELISM"] == "false"
 
 
 def test_cluster_unsafe_paths_are_rejected():
@@ -76,7 +83,7 @@ def test_config_path_is_made_relative_to_the_uploaded_repo(tmp_path):
 
 
 def test_gpu_arithmetic_of_the_8b_preset():
-    assert submit.gpus_requested(submit.validate_job(REPO / QWEN, [])) == {"learner": 8, "rollout": 8, "reward": 0.5}
+    assert submit.gpus_requested(submit.validate_job(REPO / QWEN, [])) == {"learner": 8, "rollout": 6, "reward": 1.0}
 
 
 class FakeJobClient:
