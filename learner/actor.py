@@ -227,6 +227,8 @@ class LearnerWorker:
                     share = part.num_loss_tokens() if alg.aggregation == "token-mean" else part.num_loss_sequences()
                     weight = self.world_size * share / max(denom, 1.0)
                     self.engine.backward(loss * weight, scale_wrt_gas=False)
+                    if chunk is chunks[-1] and self.cfg.learner.zero_stage == 0:
+                        grad_norms.append(_grad_norm(self.engine.module))  # DeepSpeed reports none at stage 0
                     self.engine.step()
                     n_tok = float(part.num_loss_tokens())
                     tokens_seen += n_tok
@@ -236,7 +238,7 @@ class LearnerWorker:
                     if part.rollout_logprobs is not None and n_tok:
                         gap = (part.rollout_logprobs.to(self.device) - old.float()).abs()
                         sums["logprob_gap"] = sums.get("logprob_gap", 0.0) + float(gap[mask].sum().item())
-                norm = self.engine.get_global_grad_norm()
+                norm = self.engine.get_global_grad_norm() if self.cfg.learner.zero_stage > 0 else None
                 if norm is not None:
                     grad_norms.append(float(norm))
                 self.updates += 1
@@ -347,6 +349,11 @@ class LearnerWorker:
             if (Path(self.model_path) / name).exists():
                 shutil.copy(Path(self.model_path) / name, policy / name)
         AutoTokenizer.from_pretrained(self.cfg.model.tokenizer_path or self.model_path).save_pretrained(policy)
+
+
+def _grad_norm(module: torch.nn.Module) -> float:
+    grads = [p.grad.float().norm() for p in module.parameters() if p.grad is not None]
+    return float(torch.stack(grads).norm()) if grads else 0.0
 
 
 def _even_slices(n: int, parts: int) -> list[slice]:
