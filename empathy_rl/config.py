@@ -190,6 +190,7 @@ class LoggingConfig:
     level: str = "INFO"  # driver log level
     progress_bar: bool = True  # tqdm progress bar on the driver
     log_text_at_debug: bool = False  # help-seeker text is never logged at INFO; this allows DEBUG
+    actor_log_level: str = "WARNING"  # vLLM, Serve replicas and DeepSpeed inside the actors (INFO is very verbose)
 
 
 @dataclass
@@ -235,6 +236,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "algorithm.aggregation": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
     "sync.transport": ("object_store", "nccl"),
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
+    "logging.actor_log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "cluster.device": ("cpu", "cuda"),
 }
 _SOURCE_CHOICES = {

@@ -91,7 +91,7 @@ class GRPOTrainer:
         self.version = 0
         init_ray(cfg)
         t0 = time.perf_counter()
-        self.reward = RewardClient(cfg.reward)
+        self.reward = RewardClient(cfg.reward, log_level=cfg.logging.actor_log_level)
         log.info("reward service up (%.1fs)", time.perf_counter() - t0)
         from learner.group import LearnerGroup
 

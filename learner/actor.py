@@ -54,6 +54,8 @@ class LearnerWorker:
         self.updates = 0  # optimizer steps in the current phase
         if cfg.cluster.device == "cpu":
             torch.set_num_threads(cfg.learner.torch_threads)
+        logging.getLogger("DeepSpeed").setLevel(cfg.logging.actor_log_level)
+        logging.getLogger("transformers").setLevel(cfg.logging.actor_log_level)
         torch.manual_seed(cfg.trainer.seed + rank)
 
     # ------------------------------------------------------------------ set-up

@@ -84,9 +84,13 @@ class RewardDeployment:
         return {"scores": [dataclasses.asdict(s) for s in scores]}
 
 
-def build_reward_app(cfg: RewardConfig):
-    """The Serve application for `serve.run` (or a Serve config file on a cluster)."""
+def build_reward_app(cfg: RewardConfig, log_level: str = "WARNING"):
+    """The Serve application for `serve.run` (or a Serve config file on a cluster).
+
+    Access logs are off: at one line per scored chunk they would bury the driver's step lines.
+    """
     return RewardDeployment.options(
+        logging_config={"log_level": log_level, "enable_access_log": False},
         num_replicas=cfg.num_replicas,
         ray_actor_options={"num_cpus": cfg.num_cpus_per_replica, "num_gpus": cfg.num_gpus_per_replica},
         max_ongoing_requests=max(2 * cfg.max_batch_size, 8),
@@ -96,12 +100,14 @@ def build_reward_app(cfg: RewardConfig):
 class RewardClient:
     """Driver side: scores a step's candidates through a `DeploymentHandle`."""
 
-    def __init__(self, cfg: RewardConfig, start: bool = True, http: bool = False):
+    def __init__(self, cfg: RewardConfig, start: bool = True, http_port: int | None = None, log_level: str = "WARNING"):
+        """Start (or, with `start=False`, attach to) the reward app; `http_port` also serves HTTP."""
         self.cfg = cfg
+        http = http_port is not None
         if start:
-            if not http:
-                serve.start(http_options={"location": "NoServer"})
-            self.handle = serve.run(build_reward_app(cfg), name=cfg.app_name, route_prefix="/" + cfg.app_name if http else None)
+            serve.start(http_options={"host": "127.0.0.1", "port": http_port} if http else {"location": "NoServer"})
+            app = build_reward_app(cfg, log_level)
+            self.handle = serve.run(app, name=cfg.app_name, route_prefix="/" + cfg.app_name if http else None)
         else:
             self.handle = serve.get_app_handle(cfg.app_name)
 

@@ -25,7 +25,10 @@ EXTENSION = "rollout.worker_extension.WeightSyncExtension"
 
 def engine_env(cfg: EmpathyRLConfig) -> dict[str, str]:
     """Environment variables a rollout actor needs before vLLM is imported."""
-    env = {"VLLM_ENABLE_V1_MULTIPROCESSING": "1" if cfg.rollout.engine_multiprocessing else "0"}
+    env = {
+        "VLLM_ENABLE_V1_MULTIPROCESSING": "1" if cfg.rollout.engine_multiprocessing else "0",
+        "VLLM_LOGGING_LEVEL": cfg.logging.actor_log_level,
+    }
     if cfg.cluster.device == "cpu":
         env.update(
             VLLM_CPU_KVCACHE_SPACE=str(cfg.rollout.kv_cache_space_gib),
