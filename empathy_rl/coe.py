@@ -276,12 +276,35 @@ SYSTEM_PROMPTS: dict[str, str] = {
 }
 
 
-def system_prompt(language: str) -> str:
-    """The system prompt for ``language`` ("zh" or "en"); ValueError for any other value."""
-    if language not in SYSTEM_PROMPTS:
-        allowed = ", ".join(repr(k) for k in sorted(SYSTEM_PROMPTS))
+# One-line variants for small models with short context (the tiny CPU preset): the same order of
+# layers and the same crisis instruction, a quarter of the tokens.
+COMPACT_SYSTEM_PROMPTS: dict[str, str] = {
+    "en": (
+        "You are a supportive counselor. Think inside <empathy_think>: <L1> emotions, <L2> causes and "
+        "biases, <L3> intent, <L4> strategy; then reply inside <answer>. If there is any sign of suicide "
+        "or self-harm, urge contacting emergency services or a crisis line."
+    ),
+    "zh": (
+        "你是一名温暖的心理咨询师。先在<empathy_think>中思考：<L1>情绪，<L2>原因与认知偏差，<L3>意图，"
+        "<L4>策略；再在<answer>中回复。如有自杀或自伤迹象，请劝其立即联系急救或危机热线。"
+    ),
+}
+
+PROMPT_STYLES = ("full", "compact")
+
+
+def system_prompt(language: str, style: str = "full") -> str:
+    """The system prompt for ``language`` ("zh" or "en") in ``style`` ("full" or "compact").
+
+    ValueError for any other value.
+    """
+    prompts = {"full": SYSTEM_PROMPTS, "compact": COMPACT_SYSTEM_PROMPTS}.get(style)
+    if prompts is None:
+        raise ValueError(f"unknown system prompt style {style!r}; allowed: 'compact', 'full'")
+    if language not in prompts:
+        allowed = ", ".join(repr(k) for k in sorted(prompts))
         raise ValueError(f"unknown language {language!r}; allowed: {allowed}")
-    return SYSTEM_PROMPTS[language]
+    return prompts[language]
 
 
 _CJK_RE = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")

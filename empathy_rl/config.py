@@ -96,6 +96,7 @@ class RolloutConfig:
     engine_multiprocessing: bool = False  # vLLM V1 engine in a subprocess (GPU default) or in the actor
     overlong_prompt: str = "truncate"  # truncate the query text to fit max_prompt_len | drop the prompt
     system_prompt_language: str = "auto"  # zh | en | auto (the record's language)
+    system_prompt_style: str = "full"  # full CoE instructions | compact one-liner (tiny models, short context)
 
 
 @dataclass
@@ -229,6 +230,7 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "data.on_bad_row": ("error", "skip"),
     "rollout.overlong_prompt": ("truncate", "drop"),
     "rollout.system_prompt_language": ("auto", "zh", "en"),
+    "rollout.system_prompt_style": ("full", "compact"),
     "reward.answer_mode": ("binary", "cosine"),
     "reward.encoder_device": ("cpu", "cuda"),
     "learner.backend": ("gloo", "nccl"),

@@ -83,7 +83,8 @@ class GRPOTrainer:
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer_path or cfg.model.path)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
-        self.prompts = PromptBuilder(self.tokenizer, cfg.model.max_prompt_len, cfg.rollout.overlong_prompt, cfg.rollout.system_prompt_language)
+        r = cfg.rollout
+        self.prompts = PromptBuilder(self.tokenizer, cfg.model.max_prompt_len, r.overlong_prompt, r.system_prompt_language, r.system_prompt_style)
         train = load_records(cfg.data.prepared_dir, cfg.data.train_split)
         self.loader = PromptLoader(train, seed=cfg.trainer.seed + cfg.data.shuffle_seed)
         self.eval_records = load_records(cfg.data.prepared_dir, cfg.data.eval_split) if cfg.trainer.eval_every else []

@@ -84,6 +84,7 @@ def _bundled_texts() -> Iterator[str]:
     from empathy_rl import warmstart
 
     yield from coe.SYSTEM_PROMPTS.values()
+    yield from coe.COMPACT_SYSTEM_PROMPTS.values()
     for post in warmstart.load_seed_posts():
         yield post.get("title", "")
         yield post.get("description", "")

@@ -17,18 +17,19 @@ from rollout.types import Prompt
 
 
 class PromptBuilder:
-    def __init__(self, tokenizer, max_prompt_len: int, overlong: str = "truncate", language: str = "auto"):
+    def __init__(self, tokenizer, max_prompt_len: int, overlong: str = "truncate", language: str = "auto", style: str = "full"):
         if overlong not in ("truncate", "drop"):
             raise ValueError(f"rollout.overlong_prompt must be truncate or drop, got {overlong!r}")
         self.tokenizer = tokenizer
         self.max_prompt_len = max_prompt_len
         self.overlong = overlong
         self.language = language
+        self.style = style
         self.counts: Counter[str] = Counter()  # built, truncated, dropped
 
     def _render(self, language: str, query: str) -> list[int]:
         messages = [
-            {"role": "system", "content": coe.system_prompt(language)},
+            {"role": "system", "content": coe.system_prompt(language, self.style)},
             {"role": "user", "content": query},
         ]
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)

@@ -89,7 +89,7 @@ def test_qwen_preset_loads_and_validates() -> None:
     assert cfg.rollout.tensor_parallel_size == 2
     assert cfg.learner.num_workers == 8
     assert cfg.data.sources[0].language == "zh"
-    assert cfg.reward.num_gpus_per_replica == pytest.approx(0.25)
+    assert cfg.reward.num_gpus_per_replica == pytest.approx(0.5)
 
 
 def test_preset_overridden_by_command_line() -> None:
