@@ -21,8 +21,8 @@ from empathy_rl.config import load_config
 pytestmark = pytest.mark.slow
 
 # Budgets in steps, with fixed seeds (a shared CPU changes the seconds, not the outcome).
-WARMSTART_STEPS = 80
-GRPO_STEPS = 30
+WARMSTART_STEPS = 400  # format pass rate ~0.1-0.2 at temperature 1.0: partly warmed up
+GRPO_STEPS = 40
 
 
 @pytest.fixture(scope="module")
