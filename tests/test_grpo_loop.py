@@ -98,6 +98,10 @@ def test_every_rollout_actor_serves_the_learners_weights_after_sync(trainer):
     print(f"\nweight sync: {seconds:.3f}s; log-prob gap stale {stale_gap:.4f} -> synced {fresh_gap:.2e}")
     assert fresh_gap < 1e-3
 
+    # Many seeded prompts at once (prefill over the batch budget) must not trip vLLM's CPU generator.
+    many = trainer.pool.generate(prompts * 12, seed=10)
+    assert len(many.candidates) == 48 * trainer.cfg.rollout.group_size
+
     # Greedy decoding of the same prompt on each actor gives the same tokens.
     greedy = ray.get([w.generate.remote(prompts[:1], 1, 0.0, 0) for w in trainer.pool.workers])
     assert greedy[0][0].token_ids == greedy[1][0].token_ids
