@@ -115,7 +115,7 @@ class GRPOTrainer:
         eos = self.tokenizer.eos_token_id
         encoded = []
         for ex in examples:
-            prompt = self.prompts._render(ex.language, ex.query)[: self.cfg.model.max_prompt_len]
+            prompt = self.prompts.render(ex.language, ex.query)[: self.cfg.model.max_prompt_len]
             response = self.tokenizer(ex.response(), add_special_tokens=False)["input_ids"][: self.cfg.model.max_response_len - 1] + [eos]
             encoded.append((prompt, response))
         gen = torch.Generator().manual_seed(ws.seed)

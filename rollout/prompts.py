@@ -27,7 +27,8 @@ class PromptBuilder:
         self.style = style
         self.counts: Counter[str] = Counter()  # built, truncated, dropped
 
-    def _render(self, language: str, query: str) -> list[int]:
+    def render(self, language: str, query: str) -> list[int]:
+        """Token ids of the chat-formatted prompt (system + user + generation prompt), uncut."""
         messages = [
             {"role": "system", "content": coe.system_prompt(language, self.style)},
             {"role": "user", "content": query},
@@ -38,7 +39,7 @@ class PromptBuilder:
     def build(self, uid: int, record: CounselingRecord) -> Prompt | None:
         """One prompt, or None when it is too long and the policy is `drop`."""
         language = record.language if self.language == "auto" else self.language
-        ids = self._render(language, record.query)
+        ids = self.render(language, record.query)
         truncated = False
         if len(ids) > self.max_prompt_len:
             if self.overlong == "drop":
@@ -63,7 +64,7 @@ class PromptBuilder:
         # Decoding a token prefix can end mid-character for byte-level BPE; shrink until it fits.
         for keep in range(budget, 0, -1):
             cut = self.tokenizer.decode(query_ids[:keep], skip_special_tokens=True).rstrip("\ufffd")
-            ids = self._render(language, cut)
+            ids = self.render(language, cut)
             if len(ids) <= self.max_prompt_len:
                 return ids
         raise ValueError(f"cannot fit a prompt into model.max_prompt_len={self.max_prompt_len}")

@@ -27,7 +27,7 @@ def tokenizer():
 def overhead(tokenizer) -> dict[str, int]:
     """Tokens of the system prompt + chat template with an empty query, per language."""
     builder = PromptBuilder(tokenizer, 10_000)
-    return {lang: len(builder._render(lang, "")) for lang in ("en", "zh")}
+    return {lang: len(builder.render(lang, "")) for lang in ("en", "zh")}
 
 
 def record(query: str, language: str = "en", rid: str = "r0", crisis: bool = False) -> CounselingRecord:
@@ -95,7 +95,7 @@ def test_invalid_overlong_policy(tokenizer) -> None:
 def test_overlong_query_is_truncated(tokenizer, overhead, language: str, query: str, room: int) -> None:
     max_len = overhead[language] + room
     builder = PromptBuilder(tokenizer, max_len)
-    full = len(builder._render(language, query))
+    full = len(builder.render(language, query))
     assert full > max_len  # the test really exercises truncation
     prompt = builder.build(0, record(query, language))
     assert prompt is not None
@@ -113,7 +113,7 @@ def test_overlong_query_is_truncated(tokenizer, overhead, language: str, query: 
 
 
 def test_prompt_that_fits_exactly_is_not_truncated(tokenizer) -> None:
-    full = len(PromptBuilder(tokenizer, 10_000)._render("en", EN_QUERY))
+    full = len(PromptBuilder(tokenizer, 10_000).render("en", EN_QUERY))
     builder = PromptBuilder(tokenizer, full)
     prompt = builder.build(0, record(EN_QUERY))
     assert prompt is not None and not prompt.truncated
