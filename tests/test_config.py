@@ -66,7 +66,7 @@ def test_tiny_preset_loads_and_validates() -> None:
     assert cfg.model.path == "runs/tiny-model"
     assert cfg.cluster.device == "cpu"
     assert cfg.rollout.group_size == 4
-    assert cfg.warmstart.steps == 150
+    assert cfg.warmstart.steps == 600
     assert cfg.trainer.total_steps == 40
     assert len(cfg.data.sources) == 1
     source = cfg.data.sources[0]
@@ -96,7 +96,7 @@ def test_preset_overridden_by_command_line() -> None:
     cfg = load_config(TINY, ["trainer.total_steps=3", "rollout.group_size=8"])
     assert cfg.trainer.total_steps == 3
     assert cfg.rollout.group_size == 8
-    assert cfg.warmstart.steps == 150  # untouched preset value survives
+    assert cfg.warmstart.steps == 600  # untouched preset value survives
 
 
 # --------------------------------------------------------------------------------------------
