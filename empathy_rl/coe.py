@@ -207,9 +207,13 @@ def parse_coe(text: str) -> CoEParse:
     )
 
 
-def format_reward(text: str) -> float:
-    """Binary format reward: 1.0 if ``text`` is a well-formed CoE output, else 0.0."""
-    return 1.0 if parse_coe(text).ok else 0.0
+def format_reward(text: str | CoEParse) -> float:
+    """Binary format reward (the paper's): 1.0 if ``text`` is a well-formed CoE output, else 0.0.
+
+    Accepts an existing ``CoEParse`` so that callers that also need the answer parse once.
+    """
+    parsed = text if isinstance(text, CoEParse) else parse_coe(text)
+    return 1.0 if parsed.ok else 0.0
 
 
 def extract_answer(text: str) -> str | None:

@@ -114,7 +114,8 @@ class RewardConfig:
     num_replicas: int = 1  # Serve replicas of the reward deployment
     num_cpus_per_replica: float = 0.0  # Ray CPUs per replica (0 lets it share the node on small machines)
     num_gpus_per_replica: float = 0.0  # Ray GPUs per replica
-    max_batch_size: int = 64  # @serve.batch: candidates scored together
+    chunk_size: int = 8  # candidates per request that the driver's client sends to the service
+    max_batch_chunks: int = 8  # @serve.batch: requests (chunks) merged into one encoder call, i.e. up to chunk_size * max_batch_chunks candidates
     batch_wait_timeout_s: float = 0.01  # @serve.batch: wait for more requests before scoring
     app_name: str = "empathy-reward"  # Serve application name
 
@@ -272,7 +273,8 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("reward.num_replicas", 1, None, True),
     ("reward.num_cpus_per_replica", 0, None, True),
     ("reward.num_gpus_per_replica", 0, None, True),
-    ("reward.max_batch_size", 1, None, True),
+    ("reward.chunk_size", 1, None, True),
+    ("reward.max_batch_chunks", 1, None, True),
     ("reward.batch_wait_timeout_s", 0, None, True),
     ("reward.encoder_max_seq_len", 8, None, True),
     ("learner.num_workers", 1, None, True),

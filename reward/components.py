@@ -27,10 +27,10 @@ REFERRAL_PATTERNS = [
 _REFERRAL = re.compile("|".join(REFERRAL_PATTERNS), re.IGNORECASE)
 
 
-def format_component(response: str) -> tuple[float, str]:
-    """(1.0, "") for a well-formed CoE, else (0.0, first failure code)."""
-    parsed = coe.parse_coe(response)
-    return (1.0, "") if parsed.ok else (0.0, parsed.error_code or "malformed")
+def format_component(response: str | coe.CoEParse) -> tuple[float, str]:
+    """(format reward, first failure code or ""): `coe.format_reward` plus the reason it failed."""
+    parsed = response if isinstance(response, coe.CoEParse) else coe.parse_coe(response)
+    return coe.format_reward(parsed), "" if parsed.ok else parsed.error_code
 
 
 def answer_component(similarity: float | None, mode: str, threshold: float) -> float:

@@ -12,6 +12,8 @@ class ScoreRequest:
     query: str
     response: str
     crisis: bool = False
+    language: str = "auto"  # zh | en | auto (detected from the query): picks the answer encoder
+    references: tuple[str, ...] = ()  # counsellors' answers to the query, for reward.answer_mode=reference
 
 
 @dataclass(frozen=True)

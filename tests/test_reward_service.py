@@ -32,7 +32,7 @@ def client():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     ray.init(num_cpus=2, include_dashboard=False)
-    cfg = RewardConfig(answer_mode="cosine", max_batch_size=8)
+    cfg = RewardConfig(answer_mode="cosine", max_batch_chunks=8)
     c = RewardClient(cfg, http_port=port)
     c.port = port
     yield c
