@@ -38,7 +38,6 @@ class LoraConfig:
     target_modules: list[str] = field(  # module names that get adapters
         default_factory=lambda: ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
     )
-    sync: str = "merged"  # what is pushed to rollout: "merged" full weights (adapter pushing is a later option)
 
 
 @dataclass
@@ -192,7 +191,6 @@ class TrainerConfig:
 class LoggingConfig:
     level: str = "INFO"  # driver log level
     progress_bar: bool = True  # tqdm progress bar on the driver
-    log_text_at_debug: bool = False  # help-seeker text is never logged at INFO; this allows DEBUG
     actor_log_level: str = "WARNING"  # vLLM, Serve replicas and DeepSpeed inside the actors (INFO is very verbose)
 
 
@@ -228,7 +226,6 @@ class EmpathyRLConfig:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("float32", "bfloat16", "float16"),
-    "model.lora.sync": ("merged",),
     "data.on_bad_row": ("error", "skip"),
     "rollout.overlong_prompt": ("truncate", "drop"),
     "rollout.system_prompt_language": ("auto", "zh", "en"),
@@ -366,8 +363,31 @@ def validate(cfg: EmpathyRLConfig) -> None:
 # --------------------------------------------------------------------------------------------
 
 
-def _explain(err: OmegaConfBaseException, origin: str) -> ConfigError:
-    key = getattr(err, "full_key", None) or "?"
+def _section_mismatch(schema: DictConfig, other: Any, prefix: str = "") -> Optional[str]:
+    """Dotted key where `other` puts a plain value in place of a whole config section, if any.
+
+    OmegaConf reports such a merge error without a key ("int is not a subclass of LoraConfig"), so
+    the key is found here by walking both trees.
+    """
+    if not isinstance(other, DictConfig):
+        return None
+    for key in other.keys():
+        if key not in schema:
+            continue
+        expected = schema[key]
+        value = other._get_node(key)
+        dotted = f"{prefix}{key}"
+        if isinstance(expected, DictConfig):
+            if not isinstance(value, DictConfig):
+                return dotted
+            found = _section_mismatch(expected, value, dotted + ".")
+            if found:
+                return found
+    return None
+
+
+def _explain(err: OmegaConfBaseException, origin: str, schema: Optional[DictConfig] = None, other: Any = None) -> ConfigError:
+    key = getattr(err, "full_key", None) or (schema is not None and _section_mismatch(schema, other)) or "?"
     msg = getattr(err, "msg", None) or str(err)
     return ConfigError(f"{origin}: config key '{key}': {msg.splitlines()[0]}")
 
@@ -395,14 +415,18 @@ def load_config(
         try:
             merged = OmegaConf.merge(merged, preset)
         except OmegaConfBaseException as err:
-            raise _explain(err, str(path)) from err
+            raise _explain(err, str(path), schema, preset) from err
     bad = [o for o in overrides if "=" not in o]
     if bad:
         raise ConfigError(f"command-line override {bad[0]!r} must look like key=value (e.g. trainer.total_steps=10)")
-    try:
-        merged = OmegaConf.merge(merged, OmegaConf.from_dotlist(list(overrides)))
-    except OmegaConfBaseException as err:
-        raise _explain(err, "command line") from err
+    for override in overrides:  # one at a time, so that an error names the override's own key
+        try:
+            dotted = OmegaConf.from_dotlist([override])
+            merged = OmegaConf.merge(merged, dotted)
+        except OmegaConfBaseException as err:
+            key = getattr(err, "full_key", None) or override.split("=", 1)[0]
+            msg = (getattr(err, "msg", None) or str(err)).splitlines()[0]
+            raise ConfigError(f"command line: config key '{key}': {msg}") from err
     missing = sorted(OmegaConf.missing_keys(merged))
     if missing:
         raise ConfigError(f"config key '{missing[0]}' has no value; set it in the preset or as {missing[0]}=...")

@@ -104,7 +104,7 @@ class GRPOTrainer:
     # ------------------------------------------------------------------ phases
     def warm_start(self) -> Optional[str]:
         """SFT on our bundled CoE examples, run by the learner actor; returns the warm-started path."""
-        from empathy_rl.warmstart import build_examples
+        from empathy_rl.warmstart import build_examples, encode_examples
         from learner.batch import from_sft
 
         ws = self.cfg.warmstart
@@ -112,12 +112,11 @@ class GRPOTrainer:
             return None
         self.learner.load_policy(self.cfg.model.path, ws.lr, 0, with_reference=False)
         examples = build_examples(ws.examples, seed=ws.seed)
-        eos = self.tokenizer.eos_token_id
-        encoded = []
-        for ex in examples:
-            prompt = self.prompts.render(ex.language, ex.query)[: self.cfg.model.max_prompt_len]
-            response = self.tokenizer(ex.response(), add_special_tokens=False)["input_ids"][: self.cfg.model.max_response_len - 1] + [eos]
-            encoded.append((prompt, response))
+        encoded = encode_examples(examples, self.prompts, self.tokenizer, self.cfg.model.max_response_len)
+        if not encoded:
+            raise ValueError(f"every warm-start example is longer than model.max_prompt_len={self.cfg.model.max_prompt_len} under rollout.overlong_prompt=drop")
+        log.info("warm start: %d examples (%s)", len(encoded), dict(self.prompts.counts))
+        self.prompts.counts.clear()  # the rollout counters start at GRPO
         gen = torch.Generator().manual_seed(ws.seed)
         bar = _progress(self.cfg, ws.steps, "warm start")
         for step in range(ws.steps):

@@ -656,3 +656,21 @@ def build_examples(n: int, seed: int = 0) -> list[CoEExample]:
             rng.shuffle(queues[lang])
         examples.append(_example(queues[lang].pop(), rng))
     return examples
+
+
+def encode_examples(examples: list[CoEExample], prompts, tokenizer, max_response_len: int) -> list[tuple[list[int], list[int]]]:
+    """(prompt ids, response ids ending in EOS) per example, for supervised warm-start rows.
+
+    `prompts` is the run's `rollout.prompts.PromptBuilder`: an over-long query is cut inside the user
+    turn by the same rule as in rollout, so the chat template and its assistant header stay intact.
+    Examples that the builder drops (`rollout.overlong_prompt=drop`) are left out.
+    """
+    eos = tokenizer.eos_token_id
+    encoded = []
+    for ex in examples:
+        fitted = prompts.fit(ex.language, ex.query)
+        if fitted is None:
+            continue
+        response = tokenizer(ex.response(), add_special_tokens=False)["input_ids"][: max_response_len - 1] + [eos]
+        encoded.append((fitted[0], response))
+    return encoded

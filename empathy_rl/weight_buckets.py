@@ -93,9 +93,11 @@ def pack_all(named_tensors: list[tuple[str, torch.Tensor]], bucket_bytes: int) -
 
 
 def checksum(named_tensors: Iterable[tuple[str, torch.Tensor]]) -> str:
-    """SHA-256 over names and raw bytes, in name order: equal weights give equal checksums."""
+    """SHA-256 over names, dtypes, shapes and raw bytes, in name order: equal weights give equal
+    checksums, and the same bytes under another dtype or shape (a wrong view) give another one."""
     digest = hashlib.sha256()
     for name, tensor in sorted(named_tensors, key=lambda item: item[0]):
         digest.update(name.encode())
+        digest.update(f"|{str(tensor.dtype).removeprefix('torch.')}|{tuple(tensor.shape)}|".encode())
         digest.update(tensor.detach().cpu().contiguous().reshape(-1).view(torch.uint8).numpy().tobytes())
     return digest.hexdigest()

@@ -12,6 +12,7 @@ from typing import Optional, Sequence
 
 import torch
 
+from empathy_rl.sharding import even_slices
 from rollout.types import RolloutBatch
 
 
@@ -85,11 +86,4 @@ def from_sft(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequenc
 
 def shard(batch: TrainBatch, parts: int) -> list[TrainBatch]:
     """Contiguous row shards for data-parallel learners (sizes differ by at most one)."""
-    n = len(batch)
-    base, extra = divmod(n, parts)
-    out, start = [], 0
-    for i in range(parts):
-        end = start + base + (1 if i < extra else 0)
-        out.append(batch.select(slice(start, end)))
-        start = end
-    return out
+    return [batch.select(part) for part in even_slices(len(batch), parts)]

@@ -28,7 +28,7 @@ def iter_full_weights(module: nn.Module, zero_stage: int) -> Iterator[tuple[str,
 
     A tied `lm_head.weight` is yielded too: vLLM on CPU keeps its own repacked copy of the LM head,
     and leaving it out makes the rollout sample from a stale head (measured: log-prob gap 0.99 vs
-    1e-6; see docs/weight-sync.md). Loaders that tie weights simply ignore it.
+    1e-6; see "Weight sync" in docs/design.md). Loaders that tie weights simply ignore it.
     """
     is_peft = hasattr(module, "get_base_model")
     base = module.get_base_model() if is_peft else module

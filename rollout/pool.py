@@ -13,19 +13,9 @@ from typing import Sequence
 import ray
 
 from empathy_rl.config import EmpathyRLConfig
+from empathy_rl.sharding import even_slices
 from rollout.types import Candidate, Prompt, RolloutBatch
 from rollout.vllm_engine import RolloutWorker, engine_env
-
-
-def split_evenly(items: Sequence, parts: int) -> list[list]:
-    """Contiguous shards whose sizes differ by at most one (empty shards when items < parts)."""
-    base, extra = divmod(len(items), parts)
-    shards, start = [], 0
-    for i in range(parts):
-        end = start + base + (1 if i < extra else 0)
-        shards.append(list(items[start:end]))
-        start = end
-    return shards
 
 
 class RolloutPool:
@@ -50,7 +40,8 @@ class RolloutPool:
         n = n or self.cfg.rollout.group_size
         temperature = self.cfg.rollout.temperature if temperature is None else temperature
         start = time.perf_counter()
-        shards = split_evenly(list(prompts), len(self.workers))
+        prompts = list(prompts)
+        shards = [prompts[part] for part in even_slices(len(prompts), len(self.workers))]
         refs = [w.generate.remote(shard, n, temperature, seed) for w, shard in zip(self.workers, shards) if shard]
         candidates: list[Candidate] = [c for part in ray.get(refs) for c in part]
         versions = {c.policy_version for c in candidates}

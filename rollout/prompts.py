@@ -36,19 +36,33 @@ class PromptBuilder:
         text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
-    def build(self, uid: int, record: CounselingRecord) -> Prompt | None:
-        """One prompt, or None when it is too long and the policy is `drop`."""
-        language = record.language if self.language == "auto" else self.language
-        ids = self.render(language, record.query)
+    def fit(self, language: str, query: str) -> tuple[list[int], bool] | None:
+        """Prompt token ids within `max_prompt_len` and whether the query was cut, applying the
+        over-long policy; None when the prompt is too long and the policy is `drop`. Counted.
+
+        Every path that turns a query into a prompt (GRPO rollout, warm start, evaluation) goes
+        through here, so an over-long query is cut inside the user turn and the chat template's
+        assistant header always survives.
+        """
+        ids = self.render(language, query)
         truncated = False
         if len(ids) > self.max_prompt_len:
             if self.overlong == "drop":
                 self.counts["dropped"] += 1
                 return None
-            ids = self._truncate(language, record.query, len(ids))
+            ids = self._truncate(language, query, len(ids))
             truncated = True
             self.counts["truncated"] += 1
         self.counts["built"] += 1
+        return ids, truncated
+
+    def build(self, uid: int, record: CounselingRecord) -> Prompt | None:
+        """One prompt, or None when it is too long and the policy is `drop`."""
+        language = record.language if self.language == "auto" else self.language
+        fitted = self.fit(language, record.query)
+        if fitted is None:
+            return None
+        ids, truncated = fitted
         return Prompt(uid, record.id, language, record.query, tuple(ids), record.crisis, truncated)
 
     def _truncate(self, language: str, query: str, full_len: int) -> list[int]:

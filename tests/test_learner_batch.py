@@ -1,4 +1,4 @@
-"""Tests for `learner.batch` (padding, shifted loss mask, select/shard), rollout records and `split_evenly`."""
+"""Tests for `learner.batch` (padding, shifted loss mask, select/shard), rollout records and `even_slices`."""
 
 from __future__ import annotations
 
@@ -228,7 +228,7 @@ def test_shard_sizes(batch: TrainBatch, parts: int, sizes: list[int]) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# rollout.pool.split_evenly
+# empathy_rl.sharding.even_slices (rollout prompts and learner rows share it)
 # --------------------------------------------------------------------------------------------
 
 
@@ -236,11 +236,18 @@ def test_shard_sizes(batch: TrainBatch, parts: int, sizes: list[int]) -> None:
     "n, parts, sizes",
     [(10, 3, [4, 3, 3]), (9, 3, [3, 3, 3]), (2, 4, [1, 1, 0, 0]), (0, 2, [0, 0]), (5, 1, [5]), (7, 7, [1] * 7)],
 )
-def test_split_evenly(n: int, parts: int, sizes: list[int]) -> None:
-    from rollout.pool import split_evenly
+def test_even_slices(n: int, parts: int, sizes: list[int]) -> None:
+    from empathy_rl.sharding import even_slices
 
     items = list(range(n))
-    shards = split_evenly(items, parts)
+    shards = [items[s] for s in even_slices(n, parts)]
     assert [len(s) for s in shards] == sizes
     assert [x for s in shards for x in s] == items
     assert max(sizes) - min(sizes) <= 1
+
+
+def test_even_slices_rejects_zero_parts() -> None:
+    from empathy_rl.sharding import even_slices
+
+    with pytest.raises(ValueError):
+        even_slices(3, 0)

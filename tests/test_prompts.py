@@ -200,3 +200,23 @@ def test_coe_tags_survive_encoding_and_skip_special_decoding(tokenizer) -> None:
     decoded = tokenizer.decode(ids + [tokenizer.eos_token_id], skip_special_tokens=True)
     assert decoded == text  # tags kept, EOS dropped
     assert coe.parse_coe(decoded).ok
+
+
+# --------------------------------------------------------------------------------------------
+# Warm-start rows go through the same truncation
+# --------------------------------------------------------------------------------------------
+
+
+def test_warmstart_examples_keep_the_assistant_header_when_cut(tokenizer, overhead) -> None:
+    """An over-long warm-start query is cut inside the user turn (not at the end of the prompt, which
+    would drop the assistant header the model must learn to answer after)."""
+    examples = [warmstart.CoEExample(language="en", query=LONG_EN, layers=("a", "b", "c", "d"), answer="ok", crisis=False)]
+    max_len = overhead["en"] + 20
+    builder = PromptBuilder(tokenizer, max_len)
+    [(prompt, response)] = warmstart.encode_examples(examples, builder, tokenizer, max_response_len=64)
+    assert len(prompt) <= max_len and _text(tokenizer, prompt).endswith(GEN_PROMPT)
+    assert builder.counts["truncated"] == 1
+    assert response[-1] == tokenizer.eos_token_id
+    assert coe.parse_coe(tokenizer.decode(response[:-1])).ok
+    dropped = warmstart.encode_examples(examples, PromptBuilder(tokenizer, max_len, overlong="drop"), tokenizer, 64)
+    assert dropped == []

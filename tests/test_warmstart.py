@@ -7,7 +7,8 @@ import re
 
 import pytest
 
-from empathy_rl import warmstart
+from empathy_rl import coe, warmstart
+from empathy_rl.config import DataConfig
 from empathy_rl.warmstart import CoEExample, build_examples, load_seed_posts
 
 LANGUAGES = ("zh", "en")
@@ -19,10 +20,6 @@ EXPECTED_TOPICS = {
 CRISIS_WORDS = {"en": ("emergency", "crisis"), "zh": ("急救", "危机", "热线")}
 DESCRIPTION_CHARS = {"zh": (60, 200), "en": (200, 600)}
 ANSWER_CHARS = {"zh": (110, 300), "en": (110, 700)}
-
-
-def _coe():
-    return pytest.importorskip("empathy_rl.coe")
 
 
 # ------------------------------------------------------------------------------------------
@@ -73,8 +70,7 @@ def test_seed_crisis_answers_point_to_help() -> None:
 
 def test_seed_posts_pass_default_answer_filter() -> None:
     """Every answer survives the default `data.min_answer_chars` filter of prepare-data."""
-    config = pytest.importorskip("empathy_rl.config")
-    minimum = config.DataConfig().min_answer_chars
+    minimum = DataConfig().min_answer_chars
     assert all(len(a) >= minimum for post in load_seed_posts() for a in post["answers"])
 
 
@@ -161,7 +157,6 @@ def test_examples_are_frozen() -> None:
 
 
 def test_responses_are_well_formed_coe() -> None:
-    coe = _coe()
     for e in build_examples(200, seed=0):
         text = e.response()
         assert coe.format_reward(text) == 1.0, text

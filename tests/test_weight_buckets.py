@@ -241,6 +241,14 @@ def test_checksum_changes_with_a_name() -> None:
     assert checksum(renamed) != checksum(tensors)
 
 
+def test_checksum_changes_with_dtype_or_shape_of_the_same_bytes() -> None:
+    t = torch.arange(8, dtype=torch.float32)
+    base = checksum([("w", t)])
+    assert checksum([("w", t.view(torch.int32))]) != base  # same bytes, other dtype
+    assert checksum([("w", t.reshape(2, 4))]) != base  # same bytes, other shape
+    assert checksum([("w", t.reshape(2, 4))]) == checksum([("w", t.clone().reshape(2, 4))])
+
+
 def test_checksum_is_order_independent() -> None:
     tensors = _tensors()
     assert checksum(tensors) == checksum(list(reversed(tensors)))
