@@ -72,6 +72,15 @@ def gpus_requested(cfg: EmpathyRLConfig) -> dict[str, float]:
     }
 
 
+def cpus_requested(cfg: EmpathyRLConfig) -> dict[str, float]:
+    """Ray CPUs each part of the run reserves (the driver and the Serve controller reserve none)."""
+    return {
+        "learner": cfg.learner.num_workers * cfg.learner.num_cpus_per_worker,
+        "rollout": cfg.rollout.num_workers * cfg.rollout.num_cpus_per_worker,
+        "reward": cfg.reward.num_replicas * cfg.reward.num_cpus_per_replica,
+    }
+
+
 async def _stream_logs(client: JobSubmissionClient, job_id: str) -> None:
     async for lines in client.tail_job_logs(job_id):
         print(lines, end="", flush=True)
@@ -108,7 +117,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"cluster.submit: config error: {err}", file=sys.stderr)
         return 2
     gpus = gpus_requested(cfg)
+    cpus = cpus_requested(cfg)
     print("GPUs requested: " + " + ".join(f"{v:g} {k}" for k, v in gpus.items()) + f" = {sum(gpus.values()):g}")
+    print("CPUs requested: " + " + ".join(f"{v:g} {k}" for k, v in cpus.items()) + f" = {sum(cpus.values()):g}")
 
     from ray.job_submission import JobStatus, JobSubmissionClient  # imported late: validation needs no Ray
 

@@ -166,6 +166,60 @@ def test_rayjob_runs_a_valid_8b_job_on_the_gpus_it_asks_for():
     assert sum(asked.values()) <= gpus and all(v == int(v) for v in asked.values())
 
 
+def _preset_dirs(cfg) -> set[str]:
+    """The top-level mount points (/mnt/models, ...) under which the preset reads and writes."""
+    paths = [cfg.model.path, cfg.data.prepared_dir, cfg.reward.encoder, cfg.trainer.run_dir, *(s.path for s in cfg.data.sources)]
+    return {"/" + "/".join(Path(p).parts[1:3]) for p in paths if p.startswith("/")}
+
+
+def _whole_gpus(asked: dict[str, float]) -> int:
+    """A GPU holding a fractional reservation (the reward replicas) cannot serve a whole-GPU request."""
+    import math
+
+    return int(sum(v for k, v in asked.items() if k != "reward") + math.ceil(asked["reward"]))
+
+
+def test_rayjob_cpus_memory_and_mounts_fit_the_8b_preset():
+    job = yaml.safe_load(RAYJOB.read_text())
+    cfg = load_config(REPO / QWEN, shlex.split(job["spec"]["entrypoint"])[4:])
+    spec = job["spec"]["rayClusterSpec"]
+    head = spec["headGroupSpec"]
+    assert head["rayStartParams"]["num-cpus"] == "0"  # no training actor lands on the head
+    workers = spec["workerGroupSpecs"]
+    cpus = sum(g["replicas"] * int(g["template"]["spec"]["containers"][0]["resources"]["limits"]["cpu"]) for g in workers)
+    assert sum(submit.cpus_requested(cfg).values()) <= cpus
+    gpus = sum(g["replicas"] * int(g["template"]["spec"]["containers"][0]["resources"]["limits"]["nvidia.com/gpu"]) for g in workers)
+    assert _whole_gpus(submit.gpus_requested(cfg)) <= gpus
+    for pod in [head["template"]["spec"]] + [g["template"]["spec"] for g in workers]:
+        mounts = {m["mountPath"] for m in pod["containers"][0]["volumeMounts"]}
+        assert _preset_dirs(cfg) <= mounts, f"the preset uses {_preset_dirs(cfg) - mounts}, not mounted"
+    for group in workers:  # the object store lives in /dev/shm: it must fit there
+        shm = next(v for v in group["template"]["spec"]["volumes"] if v["name"] == "shm")["emptyDir"]["sizeLimit"]
+        assert int(group["rayStartParams"]["object-store-memory"]) <= int(shm.removesuffix("Gi")) * 2**30
+
+
+# GPUs and vCPUs per AWS instance type named in cluster-launcher.yaml (from AWS's instance tables).
+AWS_INSTANCES = {"p4d.24xlarge": (8, 96), "p5.48xlarge": (8, 192), "m7i.4xlarge": (0, 16)}
+
+
+def test_cluster_launcher_fits_the_8b_preset():
+    launcher = yaml.safe_load((CLUSTER / "cluster-launcher.yaml").read_text())
+    cfg = load_config(REPO / QWEN)
+    nodes = launcher["available_node_types"]
+    head = nodes[launcher["head_node_type"]]
+    assert head["resources"] == {"CPU": 0}
+    assert "--num-cpus=0" in " ".join(launcher["head_start_ray_commands"])
+    workers = [n for name, n in nodes.items() if name != launcher["head_node_type"]]
+    gpus = sum(n["min_workers"] * AWS_INSTANCES[n["node_config"]["InstanceType"]][0] for n in workers)
+    cpus = sum(n["min_workers"] * AWS_INSTANCES[n["node_config"]["InstanceType"]][1] for n in workers)
+    assert _whole_gpus(submit.gpus_requested(cfg)) <= gpus and sum(submit.cpus_requested(cfg).values()) <= cpus
+    assert launcher["max_workers"] >= sum(n["min_workers"] for n in workers)
+    setup = " ".join(launcher["setup_commands"])
+    for mount in _preset_dirs(cfg):  # every path the preset uses is linked on every node
+        assert mount.split("/")[-1] in setup.split("for d in ")[1].split(";")[0], mount
+    assert {f"/{e.strip('/')}" for e in launcher["rsync_exclude"]} <= set(EXCLUDES)
+
+
 def test_pins_in_cluster_files_match_pyproject():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     vllm = next(d for d in project["optional-dependencies"]["gpu"] if d.startswith("vllm=="))
