@@ -17,11 +17,42 @@ bucket needs to be materialised at a time.
 
 from __future__ import annotations
 
+import logging
 from typing import Iterator, Sequence
 
 import torch
 
 from empathy_rl.weight_buckets import BucketIndex, checksum, unpack_bucket
+
+RELOAD_LOGGER = "vllm.model_executor.model_loader.reload.layerwise"
+
+
+class RotaryReloadFilter(logging.Filter):
+    """Drops vLLM's "RotaryEmbedding: Failed to load weights" at every reload, and nothing else.
+
+    Why it is harmless: vLLM's layerwise reload counts every parameter *and buffer* of a layer as
+    loadable. A rotary embedding's only tensor is its `cos_sin_cache` buffer, computed from the
+    config (head size, rope theta) at start-up and never part of a checkpoint; so no weight reaches
+    it, vLLM warns, and then puts the original cache back (`_place_kernel_tensors`). The cache is
+    the same before and after a sync, which the weight-sync test checks through the log-prob gap
+    (~1e-6) and identical greedy outputs. The same warning for any other layer would mean a real
+    missing weight, so it still passes through.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.msg != "%s: Failed to load weights" or not record.args:
+            return True
+        return not str(record.args[0]).endswith("RotaryEmbedding")
+
+
+def install_log_filter() -> None:
+    """Idempotent; runs at import, i.e. in whichever process hosts vLLM's worker."""
+    logger = logging.getLogger(RELOAD_LOGGER)
+    if not any(isinstance(f, RotaryReloadFilter) for f in logger.filters):
+        logger.addFilter(RotaryReloadFilter())
+
+
+install_log_filter()
 
 
 def _as_uint8(buffer) -> torch.Tensor:
