@@ -182,6 +182,7 @@ class TrainerConfig:
     eval_every: int = 0  # steps between evaluations on the eval split (0 = off)
     eval_prompts: int = 32  # queries per evaluation
     eval_temperature: float = 1.0  # sampling temperature at evaluation
+    eval_repeats: int = 1  # seeded repetitions of each evaluation (group_size samples per prompt each): more samples, smaller standard errors
     seed: int = 0  # global seed (torch, prompt order, sampling)
     run_dir: str = "runs/grpo"  # run directory: config, metrics, checkpoints, samples
     samples_per_step: int = 4  # anonymized CoE outputs written to samples.jsonl per step
@@ -305,6 +306,7 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("trainer.eval_every", 0, None, True),
     ("trainer.eval_prompts", 1, None, True),
     ("trainer.eval_temperature", 0, None, False),
+    ("trainer.eval_repeats", 1, None, True),
     ("trainer.samples_per_step", 0, None, True),
 ]
 

@@ -206,15 +206,34 @@ class GRPOTrainer:
         samples = _samples(rollout, scores, self.step, cfg.trainer.samples_per_step)
         return StepResult(self.step, metrics, samples)
 
-    def evaluate(self, n_prompts: Optional[int] = None, seed: int = 12345) -> dict[str, float]:
-        """Sample the eval split with the current rollout weights and score it (no training)."""
+    def evaluate(self, n_prompts: Optional[int] = None, seed: int = 12345) -> dict[str, Any]:
+        """Sample the eval split with the current rollout weights and score it (no training).
+
+        `trainer.eval_repeats` seeded rounds of `group_size` samples per prompt (the same seeds at
+        every evaluation, so evaluations of one run are paired). Returns the `eval/*` metrics and,
+        under "by_record", each prompt's mean reward and format pass rate over all its samples, so
+        that a gain can be judged per prompt (`empathy_rl.stats.paired_difference`).
+        """
         cfg = self.cfg
         records = (self.eval_records or self.loader.records)[: n_prompts or cfg.trainer.eval_prompts]
         prompts = self.prompts.build_many(records)
-        rollout = self.pool.generate(prompts, seed=seed, temperature=cfg.trainer.eval_temperature)
-        scores, _ = self._score(rollout)
+        scores, rewards, candidates = [], [], []
+        for repeat in range(cfg.trainer.eval_repeats):
+            rollout = self.pool.generate(prompts, seed=seed + 7919 * repeat, temperature=cfg.trainer.eval_temperature)
+            part, _ = self._score(rollout)
+            scores += part
+            candidates += rollout.candidates
         rewards = torch.tensor([s.total for s in scores])
-        return _reward_metrics(scores, rewards, rollout.group_size, prefix="eval")
+        metrics: dict[str, Any] = _reward_metrics(scores, rewards, cfg.rollout.group_size, prefix="eval")
+        metrics["eval/samples"] = float(len(scores))
+        record_of = {p.uid: p.record_id for p in prompts}
+        by_record: dict[str, dict[str, list[float]]] = {}
+        for cand, score in zip(candidates, scores):
+            entry = by_record.setdefault(record_of[cand.prompt_uid], {"reward": [], "format": []})
+            entry["reward"].append(score.total)
+            entry["format"].append(score.format)
+        metrics["by_record"] = {rid: {k: statistics.fmean(v) for k, v in entry.items()} for rid, entry in by_record.items()}
+        return metrics
 
     def fit(self) -> dict[str, Any]:
         """The whole run. Returns a summary (first/last evaluation and step metrics, paths)."""
@@ -251,10 +270,13 @@ class GRPOTrainer:
         (self.run.path / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
         return summary
 
-    def _log_eval(self) -> dict[str, float]:
+    def _log_eval(self) -> dict[str, Any]:
         metrics = self.evaluate()
-        self.run.log_metrics({"phase": "eval", "step": self.step, **metrics})
-        log.info("eval @ step %d: reward %.3f format pass rate %.2f", self.step, metrics["eval/mean"], metrics["eval/format_pass_rate"])
+        self.run.log_metrics({"phase": "eval", "step": self.step, **{k: v for k, v in metrics.items() if k != "by_record"}})
+        log.info(
+            "eval @ step %d: reward %.3f format pass rate %.2f (%d samples)",
+            self.step, metrics["eval/mean"], metrics["eval/format_pass_rate"], metrics["eval/samples"],
+        )
         return metrics
 
     def save(self) -> Path:
@@ -265,14 +287,12 @@ class GRPOTrainer:
 
     def shutdown(self) -> None:
         import ray
-        from ray import serve
 
         if self.pool is not None:
             self.pool.shutdown()
         self.learner.shutdown()
         try:
-            self.reward.shutdown()
-            serve.shutdown()
+            self.reward.shutdown()  # deletes only the app this run started; never Serve itself (other apps may share it)
         finally:
             if ray.is_initialized() and self.cfg.cluster.address is None:
                 ray.shutdown()
