@@ -1,85 +1,332 @@
-"""Crisis detection: flag help-seeker texts that mention suicide or self-harm.
+"""Crisis assessment: does a help-seeker text show signs of suicide, self-harm, harm to others, or
+violence or abuse against the seeker, and how urgent are they?
 
-Counseling data contains people at risk. Every prepared record carries a `crisis` flag so that
-training metrics, evaluation and any demo can treat those texts with care (report them separately,
-show `CRISIS_RESOURCES`, never print them casually). The flag is for care, not for blocking.
+Every prepared record carries a `crisis` flag (`detect_crisis`) so that training metrics,
+evaluation and the reward can treat those texts with care. The flag is for care, not for blocking.
 
-The detector is a plain lexicon of Chinese and English expressions (`CRISIS_LEXICON`), matched
-without regard to negation: "I've never thought about suicide" is flagged too. False positives
-are the accepted price of not missing someone; a classifier would hide why a text was flagged.
+`assess_crisis` combines two parts, both improvable with data and neither hiding why it fired:
 
-`crisis_terms` says which lexicon entries matched, for aggregate metrics. The terms quote the
-help-seeker's situation, so callers must not log them at INFO.
+1. Rules (`empathy_rl/assets/crisis_rules.yaml`, documented in docs/safety.md): patterns per
+   language, each with a category, the clinical warning sign it stands for (ideation, plan, means
+   and preparation, prior attempt, goodbyes, hopelessness, burden, self-harm, threats, abuse) and a
+   weight. Idioms ("想死你了", "dying of laughter", "suicide bombing") are blanked out first.
+   Each hit is then adjusted, and kept as evidence either way:
+   - negated ("I would never hurt myself", "我从来没想过自杀"): one level lower (1.0 -> 0.5 -> 0);
+     negation lowers the level instead of removing the hit, so a denial of suicidal thoughts still
+     asks for care when the thought itself was urgent-grade;
+   - about someone else ("my friend wants to die"): at most concern;
+   - reported in news, fiction or a story, not in the first person: no weight.
+   Per category, the strongest hit of each distinct sign is summed; 0.5 makes `concern`, 1.0
+   `urgent` (so hopelessness plus feeling like a burden is urgent, either alone is concern).
+2. A character n-gram logistic regression (`empathy_rl.crisis_classifier`) trained on weak labels
+   from the shared counselling data. It can only lift a text from `none` to `concern`, never to
+   `urgent`, and its evidence names it as the source.
+
+Evidence carries spans into the text, never the text itself; callers must not log the spanned
+text at INFO (it quotes the help-seeker).
 """
 
 from __future__ import annotations
 
+import functools
 import re
+from dataclasses import dataclass, field
+from importlib import resources
+from typing import Any, Optional
 
-# Chinese entries are matched as substrings (Chinese has no word boundaries).
-ZH_TERMS: tuple[str, ...] = (
-    "自杀", "自尽", "轻生", "寻死", "想死", "去死", "不想活", "活不下去", "活着没意思", "活着没有意思",
-    "活着没什么意思", "活着没意义", "活着有什么意思", "活下去的意义", "结束生命", "结束自己的生命",
-    "结束我的生命", "了结自己", "一了百了", "死了算了", "死了就好了", "离开这个世界", "割腕", "自残",
-    "自伤", "伤害自己", "跳楼", "跳河", "跳桥", "上吊", "卧轨", "烧炭", "服毒", "喝农药", "吞药",
-    "安眠药", "遗书", "活着没有意义", "结束自己", "跳下去", "如果我消失了", "我消失了", "拖累了所有人",
-    "不想再活", "活着好累", "想消失",
-)
+import yaml
 
-# English entries: label -> regex over lowercased text with straight apostrophes.
-EN_TERMS: dict[str, str] = {
-    "suicide": r"\bsuicid(?:e|es|al|ality)\b",
-    "kill myself": r"\bkill(?:s|ed|ing)?\s+my\s*self\b",
-    "end my life": r"\bend(?:s|ed|ing)?\s+(?:my|his|her|their)\s+(?:own\s+)?life\b",
-    "take my own life": r"\btak(?:e|es|ing)\s+my\s+own\s+life\b|\btook\s+my\s+own\s+life\b",
-    "end it all": r"\bend(?:ing)?\s+it\s+all\b",
-    "self-harm": r"\bself[\s-]?(?:harm|harming|injury|injuring|mutilation)\b",
-    "hurt myself": r"\bhurt(?:s|ing)?\s+my\s*self\b",
-    "cutting myself": r"\bcut(?:s|ting)?\s+my\s*self\b",
-    "don't want to live": r"\b(?:don't|do\s+not|didn't|did\s+not)\s+want\s+to\s+(?:live|be\s+alive|exist)\b",
-    "want to die": r"\b(?:want(?:ed)?\s+to|wanna)\s+die\b",
-    "better off dead": r"\bbetter\s+off\s+dead\b",
-    "no reason to live": r"\bno\s+reason\s+to\s+(?:live|go\s+on)\b|\bnot\s+worth\s+living\b",
-    "overdose": r"\boverdos(?:e|ed|es|ing)\b",
-    "hang myself": r"\bhang(?:ing)?\s+my\s*self\b",
-    "burn myself": r"\bburn(?:s|ed|ing)?\s+(?:my\s*self|my\s+(?:arm|arms|skin|leg|legs|wrist|wrists))\b",
-    "don't want to be here": r"\b(?:don't|do\s+not)\s+want\s+to\s+be\s+(?:here|around|alive)(?:\s+anymore)?\b",
-    "better off without me": r"\bbetter\s+off\s+without\s+me\b",
-    "take all my pills": r"\b(?:tak(?:e|ing)|swallow(?:ing)?)\s+(?:all\s+)?(?:my|the|those)\s+(?:sleeping\s+)?pills\b|\bpills\s+on\s+the\s+table\b",
-    "disappear": r"\b(?:want\s+to|just|quietly)\s+disappear\b",
-}
+RULES_FILE = "crisis_rules.yaml"
+RESOURCES_FILE = "crisis_resources.yaml"
+LEVELS = ("none", "concern", "urgent")
+CATEGORIES = ("suicide", "self_harm", "harm_to_others", "abuse")
+MAX_CHARS = 200_000  # texts are assessed up to this many characters (bounded time on huge inputs)
 
-CRISIS_LEXICON: tuple[str, ...] = ZH_TERMS + tuple(EN_TERMS)  # every entry, for docs and metrics
-
-_EN_PATTERNS = {label: re.compile(pattern) for label, pattern in EN_TERMS.items()}
-_APOSTROPHES = str.maketrans({"\u2019": "'", "\u2018": "'", "\u02bc": "'"})
-
-CRISIS_RESOURCES: dict[str, str] = {
-    "en": (
-        "If you are thinking about suicide or hurting yourself, or you are in danger right now, please "
-        "contact your local emergency services or a suicide and crisis line in your country now. You "
-        "do not have to go through this alone: reaching out to someone you trust can help."
-    ),
-    "zh": (
-        "如果你正在考虑自杀或伤害自己，或者此刻处于危险之中，请立即拨打当地的急救电话，或联系你所在地区的"
-        "心理危机干预热线。你不必独自承受这一切，向你信任的人求助会有帮助。"
-    ),
-}
+_APOSTROPHES = {"\u2019": "'", "\u2018": "'", "\u02bc": "'", "\uff07": "'"}
+_SENTENCE_END = re.compile(r"[.!?。！？\n]+")
+_CLAUSE_END = re.compile(r"[.!?。！？\n,;:，；：、—–]")
+_WORD = re.compile(r"[a-z']+")
 
 
-def crisis_terms(text: str) -> list[str]:
-    """The lexicon entries found in `text`, in lexicon order (for metrics; do not log at INFO)."""
-    if not text:
-        return []
-    found = [term for term in ZH_TERMS if term in text]
-    lowered = " ".join(text.translate(_APOSTROPHES).lower().split())
-    found += [label for label, pattern in _EN_PATTERNS.items() if pattern.search(lowered)]
-    return found
+@dataclass(frozen=True)
+class Evidence:
+    """One reason for the assessment. `span` indexes the assessed text; do not log that text at INFO."""
+
+    source: str  # "rules" or "classifier"
+    rule_id: str  # rule id from crisis_rules.yaml, or "classifier"
+    category: str  # one of CATEGORIES, "" for the classifier
+    sign: str  # warning sign (ideation, plan, means, ...), "" for the classifier
+    span: tuple[int, int]  # [start, end) in the assessed text
+    weight: float  # the rule's weight (the classifier's probability)
+    effective: float  # what the hit counted for after negation, person and framing
+    negated: bool = False
+    about_other: bool = False  # the hit is about someone else (friend, family)
+    reported: bool = False  # the hit is inside news, fiction or a story
+
+
+@dataclass(frozen=True)
+class CrisisAssessment:
+    """Level (none < concern < urgent), the categories at that level or above concern, and why."""
+
+    level: str
+    categories: tuple[str, ...] = ()
+    evidence: tuple[Evidence, ...] = ()
+    scores: dict[str, float] = field(default_factory=dict)  # category -> summed effective weight
+    classifier_probability: Optional[float] = None  # None when the classifier was not used
+
+    @property
+    def is_crisis(self) -> bool:
+        return self.level != "none"
+
+
+# ---------------------------------------------------------------------------------- the rules
+
+
+@dataclass(frozen=True)
+class _Rule:
+    id: str
+    language: str
+    category: str
+    sign: str
+    weight: float
+    regex: re.Pattern[str]
+
+
+@dataclass(frozen=True)
+class _RuleSet:
+    rules: tuple[_Rule, ...]
+    idioms: dict[str, re.Pattern[str]]
+    frames: dict[str, re.Pattern[str]]
+    first_person: dict[str, re.Pattern[str]]
+    third_person: dict[str, re.Pattern[str]]
+    en_negation: re.Pattern[str]
+    en_window: int
+    en_blockers: re.Pattern[str]
+    zh_negation: re.Pattern[str]
+    zh_window: int
+    concern: float
+    urgent: float
+    negation_step: float
+    third_party_cap: float
+    reported_weight: float
+
+
+def _asset_text(name: str) -> str:
+    return resources.files("empathy_rl.assets").joinpath(name).read_text(encoding="utf-8")
+
+
+def load_rules_data() -> dict[str, Any]:
+    """The parsed crisis_rules.yaml (for docs and tests)."""
+    return yaml.safe_load(_asset_text(RULES_FILE))
+
+
+@functools.lru_cache(maxsize=1)
+def _rules() -> _RuleSet:
+    data = load_rules_data()
+    rules = []
+    for rule in data["rules"]:
+        if rule["category"] not in CATEGORIES or rule["language"] not in ("zh", "en"):
+            raise ValueError(f"{RULES_FILE}: rule {rule['id']} has an unknown category or language")
+        regex = re.compile("|".join(f"(?:{p})" for p in rule["patterns"]))
+        rules.append(_Rule(rule["id"], rule["language"], rule["category"], rule["sign"], float(rule["weight"]), regex))
+    neg = data["negation"]
+    persons = data["persons"]
+    return _RuleSet(
+        rules=tuple(rules),
+        idioms={lang: re.compile("|".join(f"(?:{p})" for p in pats)) for lang, pats in data["idioms"].items()},
+        frames={lang: re.compile(p) for lang, p in data["reported_frames"].items()},
+        first_person={lang: re.compile(p["first"]) for lang, p in persons.items()},
+        third_person={lang: re.compile(p["third"]) for lang, p in persons.items()},
+        en_negation=re.compile(neg["en_cue"]),
+        en_window=int(neg["en_window_words"]),
+        en_blockers=re.compile(neg["en_blockers"]),
+        zh_negation=re.compile(f"(?:{neg['zh_cue']})"),
+        zh_window=int(neg["zh_window"]),
+        concern=float(data["levels"]["concern"]),
+        urgent=float(data["levels"]["urgent"]),
+        negation_step=float(data["negation_step"]),
+        third_party_cap=float(data["third_party_cap"]),
+        reported_weight=float(data["reported_weight"]),
+    )
+
+
+def rule_ids() -> tuple[str, ...]:
+    """Every rule id of crisis_rules.yaml, in file order."""
+    return tuple(rule.id for rule in _rules().rules)
+
+
+def _normalize(text: str) -> tuple[str, list[int]]:
+    """Lower-cased text, full-width ASCII folded, straight apostrophes, runs of whitespace as one
+    space; and for each character of it the index of its source character in `text`."""
+    out: list[str] = []
+    origin: list[int] = []
+    for i, ch in enumerate(text):
+        if ch.isspace():
+            if out and out[-1] == " ":
+                continue
+            ch = " "
+        else:
+            code = ord(ch)
+            if 0xFF01 <= code <= 0xFF5E:
+                ch = chr(code - 0xFEE0)
+            ch = _APOSTROPHES.get(ch, ch)
+            low = ch.lower()
+            ch = low if len(low) == 1 else ch
+        out.append(ch)
+        origin.append(i)
+    return "".join(out), origin
+
+
+def _blank(text: str, regex: re.Pattern[str]) -> str:
+    return regex.sub(lambda m: "#" * len(m.group(0)), text)
+
+
+def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
+    left = max((m.end() for m in _SENTENCE_END.finditer(text, max(0, start - 300), start)), default=max(0, start - 300))
+    right_match = _SENTENCE_END.search(text, end, end + 300)
+    return left, right_match.start() if right_match else min(len(text), end + 300)
+
+
+def _negated(rs: _RuleSet, lang: str, text: str, start: int) -> bool:
+    clause_start = max((m.end() for m in _CLAUSE_END.finditer(text, max(0, start - 80), start)), default=max(0, start - 80))
+    prefix = text[clause_start:start]
+    if lang == "zh":
+        window = prefix[-rs.zh_window:]
+        return rs.zh_negation.search(window) is not None
+    words = _WORD.findall(prefix)[-rs.en_window:]
+    if not words:
+        return False
+    tail = " ".join(words)
+    cues = list(rs.en_negation.finditer(tail))
+    if not cues:
+        return False
+    after = tail[cues[-1].end():]
+    return rs.en_blockers.search(after) is None
+
+
+def _about_other(rs: _RuleSet, lang: str, text: str, start: int, end: int, sentence_start: int) -> tuple[bool, bool]:
+    """(about someone else, explicitly first person) for the hit text[start:end]."""
+    first, third = rs.first_person[lang], rs.third_person[lang]
+    if first.search(text, start, end):
+        return False, True
+    prefix = text[sentence_start:start]
+    last_first = max((m.start() for m in first.finditer(prefix)), default=-1)
+    last_third = max((m.start() for m in third.finditer(prefix)), default=-1)
+    near = 3 if lang == "zh" else len(" ".join(prefix.split(" ")[-4:]))
+    explicit = last_first >= 0 and last_first >= len(prefix) - near and last_first > last_third
+    return last_third > last_first, explicit
+
+
+def _rule_evidence(text: str, language: Optional[str]) -> list[Evidence]:
+    rs = _rules()
+    norm, origin = _normalize(text)
+    views = {lang: _blank(norm, rs.idioms[lang]) for lang in ("en", "zh") if language in (None, lang)}
+    evidence = []
+    for rule in rs.rules:
+        view = views.get(rule.language)
+        if view is None:
+            continue
+        for match in rule.regex.finditer(view):
+            start, end = match.span()
+            if end == start:
+                continue
+            s_start, s_end = _sentence_bounds(view, start, end)
+            negated = _negated(rs, rule.language, view, start)
+            other, explicit = _about_other(rs, rule.language, view, start, end, s_start)
+            reported = not explicit and rs.frames[rule.language].search(view, s_start, s_end) is not None
+            effective = rule.weight
+            if negated:
+                effective = max(0.0, effective - rs.negation_step)
+            if other:
+                effective = min(effective, rs.third_party_cap)
+            if reported:
+                effective = min(effective, rs.reported_weight)
+            span = (origin[start], origin[end - 1] + 1)
+            evidence.append(Evidence("rules", rule.id, rule.category, rule.sign, span, rule.weight, effective, negated, other, reported))
+    return evidence
+
+
+def _scores(evidence: list[Evidence]) -> dict[str, float]:
+    strongest: dict[tuple[str, str], float] = {}
+    for ev in evidence:
+        if ev.source == "rules":
+            key = (ev.category, ev.sign)
+            strongest[key] = max(strongest.get(key, 0.0), ev.effective)
+    scores = {c: 0.0 for c in CATEGORIES}
+    for (category, _), value in strongest.items():
+        scores[category] += value
+    return scores
+
+
+def _level(score: float, rs: _RuleSet) -> str:
+    if score >= rs.urgent - 1e-9:
+        return "urgent"
+    if score >= rs.concern - 1e-9:
+        return "concern"
+    return "none"
+
+
+def assess_crisis(text: str, language: Optional[str] = None, use_classifier: bool = True) -> CrisisAssessment:
+    """Assess `text` (a help-seeker's post). `language` "zh" or "en" runs that language's rules
+    only; None (or "auto") runs both, for mixed texts. Texts longer than `MAX_CHARS` are assessed
+    on their first `MAX_CHARS` characters."""
+    if not isinstance(text, str):
+        raise TypeError(f"assess_crisis expects a str, got {type(text).__name__}")
+    if language not in (None, "auto", "zh", "en"):
+        raise ValueError(f"language must be zh, en or None, got {language!r}")
+    language = None if language == "auto" else language
+    text = text[:MAX_CHARS]
+    if not text.strip():
+        return CrisisAssessment("none", (), (), {c: 0.0 for c in CATEGORIES})
+    rs = _rules()
+    evidence = _rule_evidence(text, language)
+    scores = _scores(evidence)
+    levels = {c: _level(s, rs) for c, s in scores.items()}
+    level = max(levels.values(), key=LEVELS.index)
+    categories = tuple(c for c in CATEGORIES if levels[c] != "none")
+    probability = None
+    if use_classifier:
+        from empathy_rl import crisis_classifier
+
+        model = crisis_classifier.load_default()
+        if model is not None:
+            probability = model.probability(text)
+            if level == "none" and probability >= model.threshold:
+                level = "concern"
+                evidence.append(Evidence("classifier", "classifier", "", "", (0, len(text)), probability, rs.concern))
+    evidence.sort(key=lambda ev: (ev.span, ev.rule_id))
+    return CrisisAssessment(level, categories, tuple(evidence), scores, probability)
 
 
 def detect_crisis(text: str) -> bool:
-    """True when `text` mentions suicide or self-harm in any lexicon form (negation is ignored)."""
-    return bool(crisis_terms(text))
+    """True for `concern` and above: the `crisis` flag of every prepared record."""
+    return assess_crisis(text).is_crisis
+
+
+def crisis_terms(text: str) -> list[str]:
+    """Rule ids that counted towards the assessment (effective weight > 0), for aggregate metrics."""
+    seen: list[str] = []
+    for ev in assess_crisis(text, use_classifier=False).evidence:
+        if ev.effective > 0 and ev.rule_id not in seen:
+            seen.append(ev.rule_id)
+    return seen
+
+
+# ---------------------------------------------------------------------------------- resources
+
+
+@functools.lru_cache(maxsize=1)
+def load_crisis_resources() -> dict[str, Any]:
+    """The parsed crisis_resources.yaml: per language a generic `message`, the `resources`
+    (names and numbers) and `generic` help phrases."""
+    return yaml.safe_load(_asset_text(RESOURCES_FILE))
+
+
+def _messages() -> dict[str, str]:
+    return {lang: entry["message"] for lang, entry in load_crisis_resources()["languages"].items()}
+
+
+CRISIS_RESOURCES: dict[str, str] = _messages()  # language -> generic resources message (no numbers)
 
 
 def crisis_resources(language: str) -> str:

@@ -102,5 +102,62 @@ def test_patterns_are_documented_in_order() -> None:
     names = [p.name for p in PII_PATTERNS]
     assert names.index("email") < names.index("url")
     assert names.index("id_number") < names.index("phone_cn_mobile")
-    assert {p.placeholder for p in PII_PATTERNS} == {"[PHONE]", "[EMAIL]", "[ID_NUMBER]", "[URL]", "[WECHAT]", "[QQ]"}
+    assert names.index("bank_card") < names.index("phone_cn_mobile")  # grouped card digits look like phones
+    assert names.index("zh_address") < names.index("zh_name") and names.index("en_school") < names.index("en_name")
+    assert {p.placeholder for p in PII_PATTERNS} == {
+        "[PHONE]", "[EMAIL]", "[ID_NUMBER]", "[URL]", "[WECHAT]", "[QQ]", "[PASSPORT]", "[ACCOUNT]", "[BANK_CARD]",
+        "[NAME]", "[ADDRESS]", "[SCHOOL]", "[EMPLOYER]",
+    }
     assert all(p.description for p in PII_PATTERNS)
+
+
+@pytest.mark.parametrize(
+    "text, expected",
+    [
+        ("我叫张伟明，住在北京市朝阳区建国路88号阳光小区3号楼2单元501室。", "我叫[NAME]，住在[ADDRESS]。"),
+        ("我在清华大学读书，之前在阿里巴巴集团实习。", "我在[SCHOOL]读书，之前在[EMPLOYER]实习。"),
+        ("王芳老师说我男朋友刘洋不适合我", "[NAME]老师说我男朋友[NAME]不适合我"),
+        ("My name is Emily Johnson and I live at 123 Maple Street, Springfield, IL 62704.", "My name is [NAME] and I live at [ADDRESS]."),
+        ("I go to Lincoln High School and work at Starbucks.", "I go to [SCHOOL] and work at [STARBUCKS]".replace("[STARBUCKS]", "[EMPLOYER].")),
+        ("I told my boyfriend Jake and Dr. Patel.", "I told my boyfriend [NAME] and Dr. [NAME]."),
+        ("卡号6222 0212 3456 7890 123，护照E12345678", "卡号[ACCOUNT]，护照[PASSPORT]"),
+        ("card 4111 1111 1111 1111 and SSN 123-45-6789", "card [BANK_CARD] and SSN [ID_NUMBER]"),
+        ("my blog is medium.com/@me123 and 主页weibo.com/u/1234。", "my blog is [URL] and 主页[URL]。"),
+    ],
+)
+def test_names_places_organisations_and_accounts(text: str, expected: str) -> None:
+    assert anonymize(text) == expected
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "马上就要高考了，我在上大学，想去一家互联网公司。", "周末和朋友去了公园，心情好多了。", "Will you help me? May I ask something?",
+        "我本来想考研，但是单位不同意。", "谢谢你的建议，我会试试。", "I moved to a new city and started college.",
+    ],
+)
+def test_ordinary_words_are_not_names_or_places(text: str) -> None:
+    assert anonymize(text) == text
+
+
+def test_public_crisis_numbers_are_kept() -> None:
+    text = "请拨打400-161-9995或010-82951332，也可以打12356；UK: Samaritans 116 123; US: 988."
+    assert anonymize(text) == text
+
+
+def test_planted_pii_corpus_is_removed() -> None:
+    """>= 200 planted items per seed, both languages; docs/safety.md reports the per-kind rates."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).parent))
+    from pii_corpus import generate, removal_rates
+
+    pooled = []
+    for seed in range(4):
+        items = generate(320, seed)
+        assert len(items) >= 200 and {i.language for i in items} == {"zh", "en"}
+        rates = removal_rates(items)
+        assert rates["all"] >= 0.98, (seed, rates)
+        pooled += items
+    assert removal_rates(pooled)["all"] >= 0.99

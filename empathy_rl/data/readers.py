@@ -106,15 +106,24 @@ def read_rows(path: str | Path, fmt: str = "auto", on_bad_row: Optional[OnBadRow
 
 
 def _read_jsonl(path: str | Path, on_bad: OnBadRow) -> Iterator[Row]:
-    with open(path, encoding="utf-8-sig") as handle:
-        for line_no, line in enumerate(handle, start=1):
+    # bytes, decoded line by line: a line with invalid UTF-8 is one bad row, not the end of the file
+    with open(path, "rb") as handle:
+        for line_no, raw in enumerate(handle, start=1):
+            number = RowNumber(line_no, "line")
+            try:
+                line = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
+            except UnicodeDecodeError as err:
+                on_bad(BadRowError(path, number, None, f"not valid UTF-8 (byte {err.start})"))
+                continue
             if not line.strip():
                 continue
-            number = RowNumber(line_no, "line")
             try:
                 row = json.loads(line)
             except json.JSONDecodeError as err:
                 on_bad(BadRowError(path, number, None, f"not valid JSON ({err.msg} at column {err.colno})"))
+                continue
+            except RecursionError:
+                on_bad(BadRowError(path, number, None, "JSON nested too deeply"))
                 continue
             if not isinstance(row, dict):
                 on_bad(BadRowError(path, number, None, f"expected a JSON object, got {type_name(row)}"))
@@ -128,6 +137,10 @@ def _read_json(path: str | Path, on_bad: OnBadRow) -> Iterator[Row]:
             data = json.load(handle)
         except json.JSONDecodeError as err:
             raise DataError(f"{path} line {err.lineno}: not valid JSON ({err.msg})") from err
+        except UnicodeDecodeError as err:
+            raise DataError(f"{path}: not valid UTF-8 (byte {err.start})") from err
+        except RecursionError as err:
+            raise DataError(f"{path}: JSON nested too deeply") from err
     if isinstance(data, dict) and isinstance(data.get("data"), list):
         data = data["data"]
     if not isinstance(data, list):
@@ -141,6 +154,15 @@ def _read_json(path: str | Path, on_bad: OnBadRow) -> Iterator[Row]:
 
 
 def _read_csv(path: str | Path, on_bad: OnBadRow) -> Iterator[Row]:
+    try:
+        yield from _read_csv_rows(path, on_bad)
+    except UnicodeDecodeError as err:
+        raise DataError(f"{path}: not valid UTF-8 (byte {err.start}); save the file as UTF-8") from err
+    except csv.Error as err:
+        raise DataError(f"{path}: not a readable CSV file ({err})") from err
+
+
+def _read_csv_rows(path: str | Path, on_bad: OnBadRow) -> Iterator[Row]:
     csv.field_size_limit(_CSV_FIELD_LIMIT)
     with open(path, encoding="utf-8-sig", newline="") as handle:
         reader = csv.reader(handle)
