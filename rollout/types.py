@@ -16,6 +16,7 @@ class Prompt:
     token_ids: tuple[int, ...]
     crisis: bool = False
     truncated: bool = False  # the query was cut to fit model.max_prompt_len
+    references: tuple[str, ...] = ()  # the record's counsellor answers (reward.answer_mode=reference; never logged)
 
 
 @dataclass

@@ -7,7 +7,7 @@ import dataclasses
 import pytest
 
 from empathy_rl.coe import render_coe
-from reward.components import REFERRAL_PATTERNS, answer_component, combine, crisis_component, format_component
+from reward.components import answer_component, combine, crisis_component, format_component
 from reward.types import Score, ScoreRequest
 
 LAYERS = (
@@ -97,18 +97,28 @@ def test_format_component_malformed(text: str, code: str) -> None:
         (0.2999, "binary", 0.3, 0.0),
         (-0.4, "binary", -0.5, 1.0),
         (-0.6, "binary", -0.5, 0.0),
-        (0.42, "cosine", 0.3, 0.42),
-        (0.1, "cosine", 0.3, 0.1),  # threshold does not apply to cosine
-        (-0.25, "cosine", 0.9, -0.25),
+        (0.42, "cosine", 0.3, 0.71),  # cosine: (s + 1) / 2
+        (0.1, "cosine", 0.3, 0.55),  # threshold does not apply to cosine
+        (-0.25, "cosine", 0.9, 0.375),
+        (-1.0, "cosine", None, 0.0),
+        (1.0, "cosine", None, 1.0),
+        (0.6, "reference", None, 0.8),  # reference: same scale, from the reference similarity
+        (-0.2, "reference", 0.9, 0.4),
         (None, "binary", 0.3, 0.0),
         (None, "cosine", 0.3, 0.0),
+        (None, "binary", None, 0.0),  # no answer: no threshold needed
         (None, "anything", 0.3, 0.0),  # nothing to embed: 0 before the mode is looked at
     ],
 )
-def test_answer_component(similarity: float | None, mode: str, threshold: float, expected: float) -> None:
+def test_answer_component(similarity: float | None, mode: str, threshold: float | None, expected: float) -> None:
     result = answer_component(similarity, mode, threshold)
     assert result == pytest.approx(expected)
     assert isinstance(result, float)
+
+
+def test_answer_component_binary_needs_a_threshold() -> None:
+    with pytest.raises(ValueError, match="reward.answer_threshold"):
+        answer_component(0.5, "binary", None)
 
 
 @pytest.mark.parametrize("mode", ["soft", "Binary", ""])
@@ -122,20 +132,21 @@ def test_answer_component_unknown_mode(mode: str) -> None:
 # --------------------------------------------------------------------------------------------
 
 
+# The crisis component must also acknowledge the risk (reward/crisis.py; more cases in
+# tests/test_reward_crisis.py): every referral below is preceded by an acknowledgement.
 @pytest.mark.parametrize(
     "answer",
     [
-        "Please contact your local emergency services right now.",
-        "You could call a crisis line tonight; they are there for exactly this.",
-        "In the US you can call or text 988 at any time.",
-        "Please reach out to a suicide prevention hotline.",
-        "Could you call a trusted friend to stay with you?",
-        "Please talk to a therapist today about these thoughts.",
-        "PLEASE CALL 911.",  # case-insensitive
-        "请立即拨打心理援助热线，或者联系身边信任的人。",
+        "I am worried about your safety. Please contact your local emergency services right now.",
+        "I am worried about you. You could call a crisis line tonight; they are there for exactly this.",
+        "Your safety matters. In the US you can call or text 988 at any time.",
+        "I take this seriously. Please reach out to a suicide prevention hotline.",
+        "I'm worried about your safety. Could you call a trusted friend to stay with you?",
+        "I'm worried about you. Please talk to a therapist today about these thoughts.",
+        "I AM WORRIED ABOUT YOU. PLEASE CALL 911.",  # case-insensitive
+        "我很担心你的安全。请立即拨打心理援助热线，或者联系身边信任的人。",
         "如果你有危险，请马上拨打120或去医院急诊。",
-        "你可以寻求专业帮助。",
-        "请马上报警。",
+        "我很担心你，请马上报警。",
     ],
 )
 def test_crisis_with_referral(answer: str) -> None:
@@ -149,6 +160,8 @@ def test_crisis_with_referral(answer: str) -> None:
         "I hear how lonely you feel. What has helped before?",
         "听起来你很辛苦，要不要先好好休息一下？",
         "你的感受很重要，慢慢来。",
+        "你可以寻求专业帮助。",  # not immediate help, no acknowledgement
+        "Please contact your local emergency services right now.",  # no acknowledgement of the risk
         "",
         None,
     ],
@@ -171,8 +184,9 @@ def test_crisis_numbers_inside_other_numbers_are_not_referrals(answer: str) -> N
 
 
 def test_referral_patterns_cover_both_languages() -> None:
-    assert any(p.isascii() for p in REFERRAL_PATTERNS)
-    assert any(not p.isascii() for p in REFERRAL_PATTERNS)
+    from reward.crisis import _spec
+
+    assert set(_spec()["referral"]) == {"zh", "en"}
 
 
 # --------------------------------------------------------------------------------------------
@@ -213,6 +227,7 @@ def test_score_fields() -> None:
     score = Score(total=2.0, format=1.0, answer=1.0, similarity=0.6, crisis=0.0, failure="")
     assert dataclasses.asdict(score) == {
         "total": 2.0, "format": 1.0, "answer": 1.0, "similarity": 0.6, "crisis": 0.0, "failure": "",
+        "reference_similarity": None, "language": "",  # defaults: not in reference mode, language unset
     }
     assert score == Score(2.0, 1.0, 1.0, 0.6, 0.0, "")
     with pytest.raises(dataclasses.FrozenInstanceError):
