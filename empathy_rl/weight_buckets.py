@@ -31,12 +31,48 @@ class TensorMeta:
     nbytes: int
 
 
+WIRE_FORMAT = "empathy-rl/bucket-index/1"  # bump when the wire layout below changes
+
+
+class WireFormatError(ValueError):
+    """A bucket index on the wire is not in a format this code understands (names what was found)."""
+
+
 @dataclass(frozen=True)
 class BucketIndex:
     """Everything needed to rebuild the tensors of one bucket from its bytes."""
 
     tensors: tuple[TensorMeta, ...]
     nbytes: int
+
+    def to_wire(self) -> dict:
+        """Plain, versioned form for transports that do not keep Python classes.
+
+        vLLM's multiprocess engine sends `collective_rpc` arguments through msgpack, which turns a
+        dataclass into a dict and a tuple into a list; the receiving side would then fail deep in
+        the reload (`'dict' object has no attribute 'nbytes'`). Sending only str/int/list/dict and
+        a format tag makes the receiver rebuild the index or fail at once with a clear message.
+        """
+        return {
+            "format": WIRE_FORMAT,
+            "nbytes": self.nbytes,
+            "tensors": [[m.name, m.dtype, list(m.shape), m.offset, m.nbytes] for m in self.tensors],
+        }
+
+    @classmethod
+    def from_wire(cls, wire: "dict | BucketIndex") -> "BucketIndex":
+        """Rebuild an index from `to_wire()` output (after any msgpack/pickle round trip)."""
+        if isinstance(wire, BucketIndex):
+            return wire
+        if not isinstance(wire, dict) or wire.get("format") != WIRE_FORMAT:
+            found = wire.get("format") if isinstance(wire, dict) else type(wire).__name__
+            raise WireFormatError(f"bucket index format {found!r} is not {WIRE_FORMAT!r}; learner and rollout run different code")
+        metas = []
+        for name, dtype, shape, offset, nbytes in wire["tensors"]:
+            if dtype not in _DTYPES:
+                raise WireFormatError(f"bucket index: tensor {name} has unknown dtype {dtype!r}")
+            metas.append(TensorMeta(str(name), str(dtype), tuple(int(d) for d in shape), int(offset), int(nbytes)))
+        return cls(tuple(metas), int(wire["nbytes"]))
 
 
 ALIGN = 16  # byte alignment of every tensor in a bucket: any dtype can be viewed in place

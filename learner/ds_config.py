@@ -40,3 +40,37 @@ def build_ds_config(cfg: EmpathyRLConfig, grad_accum: int | None = None) -> dict
     elif cfg.model.dtype == "float16":
         ds["fp16"] = {"enabled": True, "initial_scale_power": 16}
     return ds
+
+
+def reference_zero_stage(cfg: EmpathyRLConfig) -> int:
+    """Effective ZeRO stage of the KL reference: `learner.ref_zero_stage`, or 3 when the policy is at 3."""
+    lc = cfg.learner
+    if lc.ref_zero_stage is not None:
+        return lc.ref_zero_stage
+    return 3 if lc.zero_stage == 3 else 0
+
+
+def build_reference_ds_config(cfg: EmpathyRLConfig) -> dict[str, Any]:
+    """ZeRO-3 inference config of the frozen reference: parameters sharded (and optionally on CPU), no optimizer.
+
+    Without it every rank holds a whole copy of the reference: 16 GB in bf16 for an 8B model, next to
+    its ZeRO-3 shard of the policy. Sharded, each rank holds 1/N and gathers one layer at a time in
+    the forward, as for the policy.
+    """
+    learner = cfg.learner
+    zero: dict[str, Any] = {"stage": 3}
+    if learner.ref_offload:
+        zero["offload_param"] = {"device": "cpu", "pin_memory": cfg.cluster.device == "cuda"}
+    ds: dict[str, Any] = {
+        "train_micro_batch_size_per_gpu": learner.micro_batch_size,
+        "gradient_accumulation_steps": 1,
+        "train_batch_size": learner.micro_batch_size * learner.num_workers,
+        "zero_optimization": zero,
+        "steps_per_print": 10**9,
+        "wall_clock_breakdown": False,
+    }
+    if cfg.model.dtype == "bfloat16":
+        ds["bf16"] = {"enabled": True}
+    elif cfg.model.dtype == "float16":
+        ds["fp16"] = {"enabled": True}
+    return ds

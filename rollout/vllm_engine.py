@@ -5,12 +5,18 @@ installed decides the platform, and the config decides the resources (`rollout.*
 returns per-token log-probs in vLLM's "processed" mode, i.e. under the temperature-scaled
 distribution the tokens were drawn from, which is what the learner recomputes; their gap is
 reported every step as `train/logprob_gap` (a live check that weight sync works).
+
+The actor runs with `max_concurrency=2` so that the driver can poll the policy version while a
+call is in flight. Every call that touches the `LLM` (generate, weight reload, NCCL group set-up)
+holds one lock, so a weight push never reloads the model under a running `generate`; only the
+version getters stay concurrent.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 import time
 from typing import Sequence
 
@@ -44,6 +50,7 @@ class RolloutWorker:
         self.cfg = cfg
         self.worker_index = worker_index
         self.policy_version = 0
+        self._llm_lock = threading.Lock()  # one LLM call at a time (see the module docstring)
         kwargs = dict(
             model=model_path,
             tokenizer=cfg.model.tokenizer_path or model_path,
@@ -98,7 +105,9 @@ class RolloutWorker:
             for p in prompts
         ]
         inputs = [TokensPrompt(prompt_token_ids=list(p.token_ids)) for p in prompts]
-        outputs = self.llm.generate(inputs, params, use_tqdm=False)
+        with self._llm_lock:
+            outputs = self.llm.generate(inputs, params, use_tqdm=False)
+            version = self.policy_version  # the weights these outputs came from
         candidates: list[Candidate] = []
         for prompt, out in zip(prompts, outputs):
             for completion in out.outputs:
@@ -113,18 +122,19 @@ class RolloutWorker:
                         logprobs=logprobs,
                         text=completion.text,
                         finish_reason="length" if completion.finish_reason == "length" else "stop",
-                        policy_version=self.policy_version,
+                        policy_version=version,
                         worker=self.worker_index,
                     )
                 )
         return candidates
 
     # ---------------------------------------------------------------- weights
-    def update_weights(self, version: int, bucket_refs: Sequence[tuple[BucketIndex, object]], verify: bool = False) -> str | None:
+    def update_weights(self, version: int, bucket_refs: Sequence[tuple[dict, object]], verify: bool = False) -> str | None:
         """Reload from buckets in the Ray object store (every worker reads the same objects).
 
-        `bucket_refs` holds `(index, ObjectRef)` pairs; the refs are resolved here, so the driver
-        never copies weights. Returns a checksum of the received tensors when `verify` is set.
+        `bucket_refs` holds `(wire index, ObjectRef)` pairs (`BucketIndex.to_wire()`); the refs are
+        resolved here, so the driver never copies weights. Returns a checksum of the received
+        tensors when `verify` is set.
         """
         import warnings
 
@@ -138,20 +148,27 @@ class RolloutWorker:
             with warnings.catch_warnings():  # read-only views are fine: reload copies out of them
                 warnings.simplefilter("ignore", UserWarning)
                 buffers = [torch.from_numpy(a) for a in arrays]
-        payload = [(index, buf) for (index, _), buf in zip(bucket_refs, buffers)]
-        result = self.llm.collective_rpc("load_weight_buckets", args=(payload, verify))[0]
-        self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
-        self.policy_version = version
+        payload = [(_wire(index), buf) for (index, _), buf in zip(bucket_refs, buffers)]
+        with self._llm_lock:
+            result = self.llm.collective_rpc("load_weight_buckets", args=(payload, verify))[0]
+            self.llm.reset_prefix_cache()  # cached KV blocks were computed with the old weights
+            self.policy_version = version
         return result
 
     def init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
-        self.llm.collective_rpc("init_weight_group", args=(master_address, master_port, rank_offset, world_size))
+        with self._llm_lock:
+            self.llm.collective_rpc("init_weight_group", args=(master_address, master_port, rank_offset, world_size))
 
-    def receive_weights_nccl(self, version: int, indexes: Sequence[BucketIndex]) -> None:
-        """Receive one NCCL broadcast per bucket from the learner (GPU path)."""
-        self.llm.collective_rpc("receive_weight_buckets", args=(list(indexes),))
-        self.llm.reset_prefix_cache()
-        self.policy_version = version
+    def close_weight_group(self) -> None:
+        """Tear down the NCCL weight group in every vLLM worker (after a failed or timed-out sync)."""
+        self.llm.collective_rpc("close_weight_group")
+
+    def receive_weights_nccl(self, version: int, indexes: Sequence[dict]) -> None:
+        """Receive one NCCL broadcast per bucket from the learner (GPU path); `indexes` in wire form."""
+        with self._llm_lock:
+            self.llm.collective_rpc("receive_weight_buckets", args=([_wire(i) for i in indexes],))
+            self.llm.reset_prefix_cache()
+            self.policy_version = version
 
     def get_policy_version(self) -> int:
         return self.policy_version
@@ -163,3 +180,14 @@ class RolloutWorker:
 
     def pid(self) -> int:
         return os.getpid()
+
+    def placement_group_id(self) -> str | None:
+        """Hex id of the placement group this actor runs in (None outside one); for placement checks."""
+        import ray
+
+        return ray.get_runtime_context().get_placement_group_id()
+
+
+def _wire(index: BucketIndex | dict) -> dict:
+    """Plain wire form of a bucket index (msgpack in the multiprocess engine keeps no dataclasses)."""
+    return index.to_wire() if isinstance(index, BucketIndex) else BucketIndex.from_wire(index).to_wire()

@@ -10,9 +10,14 @@ It runs inside vLLM's worker process, next to the model, and is reached through
   broadcasts bucket after bucket (GPU clusters). This path cannot run in CI (no GPU); it follows
   the same pattern as vLLM's own RLHF examples and is kept small on purpose.
 
-Both feed a lazy iterator of `(name, tensor)` into `model_runner.reload_weights`, vLLM's in-place
-reload (it re-runs the kernel repacking that a plain `load_weights` misses on CPU), so only one
-bucket needs to be materialised at a time.
+Both feed a lazy iterator of `(name, tensor)` into the worker's own `reload_weights`, vLLM's
+in-place reload (it re-runs the kernel repacking that a plain `load_weights` misses on CPU), so only
+one bucket needs to be materialised at a time. Going through the worker's method rather than
+`self.model_runner.reload_weights` keeps the `set_current_vllm_config` context that vLLM's weight
+loaders read (quantisation and parallel settings), exactly as vLLM's own reload path does.
+
+Bucket indexes arrive in their plain wire form (`BucketIndex.to_wire()`) and are rebuilt here:
+with the multiprocess engine, msgpack turns dataclasses into dicts on the way.
 """
 
 from __future__ import annotations
@@ -62,20 +67,21 @@ def _as_uint8(buffer) -> torch.Tensor:
 
 
 class WeightSyncExtension:
-    """Mixed into vLLM's Worker: `self.model_runner`, `self.device` and `self.rank` come from it."""
+    """Mixed into vLLM's Worker: `self.reload_weights`, `self.device` and `self.rank` come from it."""
 
-    def load_weight_buckets(self, buckets: Sequence[tuple[BucketIndex, object]], verify: bool = False) -> str | None:
-        """Reload the model from `(index, buffer)` buckets; return a checksum of what arrived if `verify`."""
+    def load_weight_buckets(self, buckets: Sequence[Sequence[object]], verify: bool = False) -> str | None:
+        """Reload the model from `(wire index, buffer)` pairs; return a checksum of what arrived if `verify`."""
         received: list[tuple[str, torch.Tensor]] = []
+        pairs = [(BucketIndex.from_wire(index), buffer) for index, buffer in buckets]
 
         def weights() -> Iterator[tuple[str, torch.Tensor]]:
-            for index, buffer in buckets:
+            for index, buffer in pairs:
                 for name, tensor in unpack_bucket(index, _as_uint8(buffer)):
                     if verify:
                         received.append((name, tensor))
                     yield name, tensor
 
-        self.model_runner.reload_weights(weights_iterator=weights())
+        self.reload_weights(weights_iterator=weights())
         return checksum(received) if verify else None
 
     def init_weight_group(self, master_address: str, master_port: int, rank_offset: int, world_size: int) -> None:
@@ -88,15 +94,25 @@ class WeightSyncExtension:
         )
         self._weight_comm = PyNcclCommunicator(group, device=self.device)
 
-    def receive_weight_buckets(self, indexes: Sequence[BucketIndex]) -> None:
+    def close_weight_group(self) -> None:
+        """Drop the NCCL communicator (after a failed or timed-out sync, so a new group can form)."""
+        comm = getattr(self, "_weight_comm", None)
+        self._weight_comm = None
+        if comm is not None and hasattr(comm, "destroy"):
+            comm.destroy()
+
+    def receive_weight_buckets(self, indexes: Sequence[object]) -> None:
         """Receive each bucket by broadcast from group rank 0 and reload the model from them."""
-        comm = self._weight_comm
+        comm = getattr(self, "_weight_comm", None)
+        if comm is None:
+            raise RuntimeError("receive_weight_buckets: no NCCL weight group (init_weight_group was not called or was torn down)")
+        plan = [BucketIndex.from_wire(index) for index in indexes]
 
         def weights() -> Iterator[tuple[str, torch.Tensor]]:
-            for index in indexes:
+            for index in plan:
                 buffer = torch.empty(index.nbytes, dtype=torch.uint8, device=self.device)
                 comm.broadcast(buffer, src=0, stream=torch.cuda.current_stream())
                 torch.cuda.current_stream().synchronize()
                 yield from unpack_bucket(index, buffer)
 
-        self.model_runner.reload_weights(weights_iterator=weights())
+        self.reload_weights(weights_iterator=weights())

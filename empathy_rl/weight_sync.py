@@ -1,0 +1,124 @@
+"""Weight sync between the learner group and the rollout pool, with a deadline on every wait.
+
+A sync is several remote calls that depend on each other: the learner exports or broadcasts, every
+rollout worker reloads or receives. If one party dies or hangs (an NCCL broadcast whose peer never
+joined waits forever), a plain `ray.get` hangs the whole run without a word. Here every wait has
+`sync.timeout_s`, and a failure raises `WeightSyncError` naming the stage and the party, e.g.
+"weight sync (nccl broadcast) timed out after 600 s on rollout worker 1". After a failed NCCL sync
+the weight group is torn down on every party (best effort, within the same deadline), so that a
+restarted run does not inherit a half-open communicator.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Optional, Sequence
+
+from empathy_rl.config import EmpathyRLConfig
+
+
+class WeightSyncError(RuntimeError):
+    """A weight-sync call failed or timed out; the message names the stage and the actor."""
+
+
+def wait_all(named_refs: Sequence[tuple[str, Any]], stage: str, timeout: float) -> list[Any]:
+    """Results of all refs in order, or `WeightSyncError` at the first failure or at the deadline.
+
+    Refs are checked as they finish, so a party that dies is reported at once, not after the others'
+    timeout (a broadcast waiting for a dead receiver would otherwise hide the real cause).
+    """
+    import ray
+
+    names = {ref: name for name, ref in named_refs}
+    results: dict[Any, Any] = {}
+    pending = [ref for _, ref in named_refs]
+    deadline = time.monotonic() + timeout
+    while pending:
+        left = deadline - time.monotonic()
+        ready, pending = ray.wait(pending, num_returns=1, timeout=max(left, 0.0))
+        if not ready:
+            waiting = ", ".join(names[ref] for ref in pending)
+            raise WeightSyncError(f"weight sync ({stage}) timed out after {timeout:g} s on {waiting} (sync.timeout_s)")
+        for ref in ready:
+            try:
+                results[ref] = ray.get(ref, timeout=max(deadline - time.monotonic(), 0.0))
+            except ray.exceptions.GetTimeoutError as err:
+                raise WeightSyncError(f"weight sync ({stage}) timed out after {timeout:g} s on {names[ref]} (sync.timeout_s)") from err
+            except ray.exceptions.RayError as err:
+                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+                raise WeightSyncError(f"weight sync ({stage}) failed on {names[ref]}: {first}") from err
+    return [results[ref] for _, ref in named_refs]
+
+
+class WeightSync:
+    """Pushes the learner's weights to every rollout worker over `sync.transport`."""
+
+    def __init__(self, cfg: EmpathyRLConfig, learner: Any, pool: Any):
+        self.cfg = cfg
+        self.learner = learner
+        self.pool = pool
+        self.timeout = cfg.sync.timeout_s
+        self.group_ready = False
+
+    def _rollout(self, refs: list) -> list[tuple[str, Any]]:
+        return [(f"rollout worker {i}", ref) for i, ref in enumerate(refs)]
+
+    def _learner(self, refs: list) -> list[tuple[str, Any]]:
+        return [(f"learner rank {r}", ref) for r, ref in enumerate(refs)]
+
+    def setup(self) -> None:
+        """NCCL only: learner rank 0 and every vLLM worker join one group on a port of its own."""
+        if self.cfg.sync.transport != "nccl":
+            return
+        addr, port = wait_all([("learner rank 0", self.learner.weight_group_address_ref())], "nccl group address", self.timeout)[0]
+        world = 1 + self.cfg.rollout.num_workers * self.cfg.rollout.tensor_parallel_size
+        try:
+            wait_all(
+                self._rollout(self.pool.init_weight_group_refs(addr, port, world))
+                + self._learner(self.learner.init_weight_group_refs(addr, port, world)),
+                f"nccl group set-up at {addr}:{port}",
+                self.timeout,
+            )
+        except WeightSyncError:
+            self.teardown()
+            raise
+        self.group_ready = True
+
+    def push(self, version: int, verify: bool = False) -> list[Optional[str]]:
+        """Move the weights, then mark the pool at `version`; returns received checksums if `verify`."""
+        if self.cfg.sync.transport == "object_store":
+            exported = wait_all(self._learner(self.learner.export_refs()), "object-store export", self.timeout)
+            bucket_refs = exported[0]  # rank 0 holds the buckets; other ranks only took part in gathering
+            checksums = wait_all(self._rollout(self.pool.update_refs(version, bucket_refs, verify)), "object-store reload", self.timeout)
+            del bucket_refs  # the objects are freed once no worker holds them
+            self.pool.mark_version(version)
+            return checksums
+        if not self.group_ready:
+            raise WeightSyncError("weight sync (nccl broadcast) has no weight group: it was torn down after a failure or never set up")
+        try:
+            plan = wait_all([("learner rank 0", self.learner.bucket_plan_ref())], "bucket plan", self.timeout)[0]
+            wire = [index.to_wire() for index in plan]
+            wait_all(
+                self._rollout(self.pool.receive_nccl_refs(version, wire)) + self._learner(self.learner.broadcast_refs()),
+                "nccl broadcast",
+                self.timeout,
+            )
+        except WeightSyncError:
+            self.teardown()
+            raise
+        self.pool.mark_version(version)
+        return [None] * len(self.pool.workers)
+
+    def teardown(self) -> None:
+        """Close the NCCL group everywhere; errors here are dropped (the sync error is what matters)."""
+        self.group_ready = False
+        if self.cfg.sync.transport != "nccl":
+            return
+        try:
+            wait_all(
+                self._rollout(self.pool.close_weight_group_refs()) + self._learner(self.learner.close_weight_group_refs()),
+                "nccl group teardown",
+                self.timeout,
+            )
+        except WeightSyncError:
+            pass  # a party that hangs in a collective cannot close; killing the run's actors frees it
