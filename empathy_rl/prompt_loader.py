@@ -46,3 +46,8 @@ class PromptLoader(Generic[T]):
 
     def state(self) -> dict[str, int]:
         return {"epoch": self.cursor.epoch, "position": self.cursor.position}
+
+    def restore(self, state: dict[str, int]) -> None:
+        """Go back (or forward) to a cursor from `state()`, e.g. a checkpoint's, within this run."""
+        self.cursor = Cursor(int(state["epoch"]), int(state["position"]))
+        self._order = self._permutation(self.cursor.epoch)

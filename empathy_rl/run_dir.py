@@ -2,54 +2,114 @@
 
     <run_dir>/
       config.yaml          resolved configuration (defaults <- preset <- command line)
+      config.resume-step-N.yaml  the configuration of a resumed part, when it was resumed at step N
       metrics.jsonl        one JSON object per step (and per evaluation), flat "section/name" keys
+      prompts.jsonl        one line per GRPO step: {"step": N, "record_ids": [...]} (ids only, no text)
       samples.jsonl        a few CoE outputs per step with their reward components (anonymized)
       warmstart/           the warm-started policy (Hugging Face format), if warmstart.steps > 0
-      checkpoints/step-N/  policy/ (Hugging Face format) + deepspeed/ (optimizer) + trainer_state.json
-      checkpoints/latest   name of the newest complete checkpoint
+      checkpoints/step-N/  policy/ (Hugging Face format) + deepspeed/ (optimizer, scheduler) + rng/ +
+                           driver_rng.pt + trainer_state.json (written last)
+      checkpoints/latest   name of the newest complete checkpoint (replaced atomically)
+
+A new run refuses a directory that already holds a run; a resumed run keeps what the checkpoint
+covers and drops the records of steps after it (they are redone), so every step appears once.
 """
 
 from __future__ import annotations
 
 import json
-import shutil
+import logging
 from pathlib import Path
-from typing import Any
+from typing import Any, Optional
 
 from empathy_rl.anonymize import anonymize
+from empathy_rl.checkpointing import CheckpointStore, atomic_write_text
 from empathy_rl.config import EmpathyRLConfig, to_yaml
+
+log = logging.getLogger("empathy_rl")
+
+STEP_LOGS = ("metrics.jsonl", "samples.jsonl", "prompts.jsonl")
+
+
+class RunDirectoryError(ValueError):
+    """The run directory cannot be used as asked (names the directory and what to do)."""
 
 
 class RunDirectory:
-    def __init__(self, path: str | Path, cfg: EmpathyRLConfig):
+    def __init__(self, path: str | Path, cfg: EmpathyRLConfig, resume_step: Optional[int] = None):
+        """Open `path` for a new run (it must be empty or absent) or, with `resume_step`, to continue one."""
         self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
-        (self.path / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
+        if resume_step is None:
+            if self.path.exists() and any(self.path.iterdir()):
+                held = ", ".join(sorted(p.name for p in self.path.iterdir())[:6])
+                raise RunDirectoryError(
+                    f"run directory {self.path} is not empty ({held}); continue that run with `empathy-rl grpo --resume auto` "
+                    f"(checkpoint.resume=auto), or choose another trainer.run_dir"
+                )
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
+        else:
+            self.path.mkdir(parents=True, exist_ok=True)
+            (self.path / f"config.resume-step-{resume_step}.yaml").write_text(to_yaml(cfg), encoding="utf-8")
+            self.rewind(resume_step)
+        self.sinks: list[Any] = []  # also get every metrics record (empathy_rl.metrics_export.MetricsSink)
         self.checkpoints = self.path / "checkpoints"
+        self.store = CheckpointStore(self.checkpoints, cfg.checkpoint.keep_last)
         self.keep_last = cfg.checkpoint.keep_last
 
+    def rewind(self, step: int) -> None:
+        """Drop the step records after `step` (the run goes back to a checkpoint and redoes them)."""
+        for name in STEP_LOGS:
+            dropped = self._truncate(self.path / name, step)
+            if dropped:
+                log.info("back to step %d: %d record(s) of later steps dropped from %s (they are redone)", step, dropped, name)
+
+    @staticmethod
+    def _truncate(path: Path, step: int) -> int:
+        """Keep the lines of `path` whose GRPO/eval step is <= `step` (warm-start records always stay)."""
+        if not path.is_file():
+            return 0
+        keep, dropped = [], 0
+        for line in path.read_text(encoding="utf-8").splitlines():
+            if not line.strip():
+                continue
+            try:
+                record = json.loads(line)
+            except json.JSONDecodeError:  # a line cut by the crash
+                dropped += 1
+                continue
+            if record.get("phase") != "warmstart" and int(record.get("step", 0)) > step:
+                dropped += 1
+                continue
+            keep.append(line)
+        atomic_write_text(path, "".join(line + "\n" for line in keep))
+        return dropped
+
+    def _append(self, name: str, lines: list[str]) -> None:
+        with (self.path / name).open("a", encoding="utf-8") as fh:
+            fh.write("".join(line + "\n" for line in lines))
+
     def log_metrics(self, record: dict[str, Any]) -> None:
-        with (self.path / "metrics.jsonl").open("a", encoding="utf-8") as fh:
-            fh.write(json.dumps(record, ensure_ascii=False, sort_keys=True) + "\n")
+        self._append("metrics.jsonl", [json.dumps(record, ensure_ascii=False, sort_keys=True)])
+        for sink in self.sinks:
+            sink.record(record)
+
+    def close(self) -> None:
+        for sink in self.sinks:
+            sink.close()
+        self.sinks = []
+
+    def log_prompts(self, step: int, record_ids: list[str]) -> None:
+        """The ids (never the text) of the records step `step` drew, in order."""
+        self._append("prompts.jsonl", [json.dumps({"step": step, "record_ids": list(record_ids)})])
 
     def log_samples(self, samples: list[dict[str, Any]]) -> None:
         """Model outputs can echo personal details from the query: anonymize every text field."""
-        with (self.path / "samples.jsonl").open("a", encoding="utf-8") as fh:
-            for sample in samples:
-                clean = {k: anonymize(v) if isinstance(v, str) else v for k, v in sample.items()}
-                fh.write(json.dumps(clean, ensure_ascii=False) + "\n")
+        clean = [{k: anonymize(v) if isinstance(v, str) else v for k, v in sample.items()} for sample in samples]
+        self._append("samples.jsonl", [json.dumps(c, ensure_ascii=False) for c in clean])
 
-    def checkpoint_dir(self, step: int) -> Path:
-        return self.checkpoints / f"step-{step:06d}"
-
-    def finish_checkpoint(self, step: int, trainer_state: dict[str, Any]) -> Path:
-        """Mark a checkpoint complete (state file last, then `latest`) and prune old ones."""
-        directory = self.checkpoint_dir(step)
-        (directory / "trainer_state.json").write_text(json.dumps(trainer_state, indent=2), encoding="utf-8")
-        tmp = self.checkpoints / "latest.tmp"
-        tmp.write_text(directory.name, encoding="utf-8")
-        tmp.replace(self.checkpoints / "latest")
-        complete = sorted(p for p in self.checkpoints.glob("step-*") if (p / "trainer_state.json").exists())
-        for old in complete[: -self.keep_last]:
-            shutil.rmtree(old, ignore_errors=True)
-        return directory
+    def read_jsonl(self, name: str) -> list[dict[str, Any]]:
+        path = self.path / name
+        if not path.is_file():
+            return []
+        return [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -2,7 +2,9 @@
 
 It holds a DeepSpeed engine for the policy (ZeRO stage from config; gloo on CPU, NCCL on GPU) and
 a frozen reference model for the KL term (the SFT starting point, as in the paper; with LoRA the
-reference is the same network with its adapters switched off, which costs no extra memory).
+reference is the same network with its adapters switched off, which costs no extra memory). Without
+LoRA the reference is sharded with a second, optimizer-less ZeRO-3 engine (`learner.ref_zero_stage`,
+optionally offloaded to CPU with `learner.ref_offload`), so no rank holds a whole copy of it.
 
 A GRPO step: compute reference log-probs (and old log-probs when one batch is used for more than
 one optimizer step; with a single on-policy step they equal the current log-probs, detached),
@@ -19,7 +21,7 @@ import math
 import os
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Iterator, Optional
 
 import torch
 
@@ -27,7 +29,7 @@ from empathy_rl import grpo
 from empathy_rl.config import EmpathyRLConfig
 from empathy_rl.weight_buckets import BucketIndex, checksum, pack_bucket, plan_buckets
 from learner.batch import TrainBatch
-from learner.ds_config import build_ds_config
+from learner.ds_config import build_ds_config, build_reference_ds_config, reference_zero_stage
 from learner.weights import iter_full_weights
 
 log = logging.getLogger(__name__)
@@ -51,6 +53,8 @@ class LearnerWorker:
         self.world_size = world_size
         self.engine = None
         self.ref_model = None
+        self.ref_engine = None  # the ZeRO-3 inference engine owning `ref_model` when the reference is sharded
+        self._weight_comm = None
         self.updates = 0  # optimizer steps in the current phase
         if cfg.cluster.device == "cpu":
             torch.set_num_threads(cfg.learner.torch_threads)
@@ -93,7 +97,7 @@ class LearnerWorker:
         from transformers import AutoModelForCausalLM
 
         cfg = self.cfg
-        self.engine = self.ref_model = None
+        self.engine = self.ref_model = self.ref_engine = None
         self.model_path = model_path
         dtype = _DTYPES[cfg.model.dtype]
         ds_config = build_ds_config(cfg)
@@ -115,8 +119,7 @@ class LearnerWorker:
                 LoraConfig(r=lora.r, lora_alpha=lora.alpha, lora_dropout=lora.dropout, target_modules=list(lora.target_modules), task_type="CAUSAL_LM"),
             )
         if with_reference and cfg.algorithm.kl_beta > 0 and not lora.enabled:
-            ref = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
-            self.ref_model = ref.to(self.device).eval().requires_grad_(False)
+            self._load_reference(model_path, dtype)
         self.use_lora_reference = with_reference and cfg.algorithm.kl_beta > 0 and lora.enabled
 
         params = [p for p in model.parameters() if p.requires_grad]
@@ -134,6 +137,32 @@ class LearnerWorker:
         self.updates = 0
         self._bucket_plan: Optional[list[BucketIndex]] = None
         return sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters())
+
+    def _load_reference(self, model_path: str, dtype: torch.dtype) -> None:
+        """The frozen KL reference: a full copy (`ref_zero_stage` 0) or sharded by ZeRO-3 inference.
+
+        At stage 3 a `HfDeepSpeedConfig` of the reference's own config is alive during
+        `from_pretrained`, so the weights are partitioned while loading (the policy's config object
+        is gone by then, and without one transformers would materialise the whole model per rank).
+        """
+        from transformers import AutoModelForCausalLM
+
+        cfg = self.cfg
+        if reference_zero_stage(cfg) != 3:
+            ref = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
+            self.ref_model = ref.to(self.device).eval().requires_grad_(False)
+            return
+        import deepspeed
+        from transformers.integrations import HfDeepSpeedConfig
+
+        ds_config = build_reference_ds_config(cfg)
+        keep_alive = HfDeepSpeedConfig(ds_config)  # noqa: F841  (must outlive from_pretrained)
+        ref = AutoModelForCausalLM.from_pretrained(model_path, dtype=dtype, trust_remote_code=cfg.model.trust_remote_code)
+        ref.eval().requires_grad_(False)
+        self.ref_engine, *_ = deepspeed.initialize(model=ref, config=ds_config)
+        del keep_alive
+        self.ref_engine.eval()
+        self.ref_model = self.ref_engine.module
 
     # ------------------------------------------------------------------ log-probs
     def _forward_logprobs(self, module, batch: TrainBatch, temperature: float, want_entropy: bool = False):
@@ -168,7 +197,7 @@ class LearnerWorker:
                 with self.engine.module.disable_adapter():
                     logp, _ = self._forward_logprobs(self.engine.module, part, temperature)
             else:
-                module = self.ref_model if reference else self.engine.module
+                module = (self.ref_engine or self.ref_model) if reference else self.engine.module
                 logp, _ = self._forward_logprobs(module, part, temperature)
             out[rows, : logp.shape[1]] = logp.float().cpu()
         return out
@@ -197,7 +226,9 @@ class LearnerWorker:
         cfg, alg = self.cfg, self.cfg.algorithm
         start = time.perf_counter()
         self.engine.module.train()
-        need_old = cfg.learner.ppo_epochs * cfg.learner.mini_batches_per_step > 1
+        # Old log-probs recomputed with the current weights: needed when one batch gets several updates, and
+        # in async mode, where the batch came from the previous version and the ratio is taken against ours.
+        need_old = cfg.learner.ppo_epochs * cfg.learner.mini_batches_per_step > 1 or cfg.trainer.mode == "async"
         old_all = self._logprobs_nograd(batch, reference=False) if need_old else None
         ref_all = self._logprobs_nograd(batch, reference=True) if alg.kl_beta > 0 else None
         sums: dict[str, float] = {}
@@ -279,21 +310,65 @@ class LearnerWorker:
             self._bucket_plan = plan_buckets(self._named_weights(), self.cfg.sync.bucket_size_mb * 2**20)
         return self._bucket_plan
 
-    def export_to_object_store(self) -> list[tuple[BucketIndex, object]]:
-        """Rank 0: pack the full weights into buckets and `ray.put` each once (CPU / one-node path).
+    def iter_buckets(self, device: torch.device | str = "cpu") -> Iterator[tuple[BucketIndex, Optional[torch.Tensor]]]:
+        """Packed buckets in plan order, built one at a time: `(index, buffer)` on rank 0, `(index, None)` elsewhere.
 
-        Every rank must call this at ZeRO-3 (gathering is collective); only rank 0 puts objects.
+        Every rank must drain this at ZeRO-3 (gathering one module's parameters is collective), but
+        only rank 0 copies what it gathers, and it holds at most one bucket's tensors plus that
+        bucket's buffer at once: never the whole state dict.
+        """
+        plan = self.bucket_plan()
+        named = self._named_weights()
+        copy = self.cfg.learner.zero_stage == 3  # gathered tensors are freed when the next module is gathered
+        pending: dict[str, Optional[torch.Tensor]] = {}
+        for index in plan:
+            for meta in index.tensors:
+                while meta.name not in pending:
+                    name, tensor = next(named)
+                    if self.rank != 0:
+                        pending[name] = None
+                    elif str(device) == "cpu":
+                        pending[name] = tensor.to("cpu", copy=copy)
+                    else:
+                        pending[name] = tensor.contiguous().clone() if copy else tensor
+            yield index, pack_bucket(index, pending, device=device) if self.rank == 0 else None
+            for meta in index.tensors:
+                pending.pop(meta.name)
+        for _ in named:  # drain (a module with no parameters in the plan still takes part in gathering)
+            pass
+
+    def export_to_object_store(self) -> list[tuple[dict, object]]:
+        """Rank 0: pack the full weights bucket by bucket and `ray.put` each once (CPU / one-node path).
+
+        Returns `(wire index, ObjectRef)` pairs (`BucketIndex.to_wire()`: plain data that survives any
+        serializer). Every rank must call this at ZeRO-3; only rank 0 puts objects.
         """
         import ray
 
-        plan = self.bucket_plan()
-        weights = dict((n, t.to("cpu")) for n, t in self._named_weights())
-        if self.rank != 0:
-            return []
-        return [(index, ray.put(pack_bucket(index, weights).numpy())) for index in plan]
+        refs = []
+        for index, buffer in self.iter_buckets("cpu"):
+            if buffer is not None:
+                refs.append((index.to_wire(), ray.put(buffer.numpy())))
+        return refs
 
     def weights_checksum(self) -> str:
         return checksum((n, t.to("cpu")) for n, t in self._named_weights())
+
+    def weight_group_address(self) -> tuple[str, int]:
+        """Node IP and port of the NCCL weight group: `sync.nccl_port`, or a fresh free port.
+
+        Never the DeepSpeed master port, which rank 0's TCPStore already holds.
+        """
+        import socket
+
+        import ray
+
+        port = self.cfg.sync.nccl_port
+        if not port:
+            with socket.socket() as s:
+                s.bind(("", 0))
+                port = s.getsockname()[1]
+        return ray.util.get_node_ip_address(), port
 
     def init_weight_group(self, master_address: str, master_port: int, world_size: int) -> None:
         """Rank 0 joins the NCCL weight group as group rank 0 (GPU path)."""
@@ -305,22 +380,20 @@ class LearnerWorker:
         group = StatelessProcessGroup.create(host=master_address, port=master_port, rank=0, world_size=world_size)
         self._weight_comm = PyNcclCommunicator(group, device=self.device)
 
+    def close_weight_group(self) -> None:
+        """Drop the NCCL communicator after a failed sync, so that a new group can be formed."""
+        comm, self._weight_comm = self._weight_comm, None
+        if comm is not None and hasattr(comm, "destroy"):
+            comm.destroy()
+
     def broadcast_weights_nccl(self) -> None:
         """Rank 0 broadcasts one buffer per bucket; rollout workers receive in the same order."""
-        plan = self.bucket_plan()
-        named = self._named_weights()
-        pending: dict[str, torch.Tensor] = {}
-        for index in plan:
-            for meta in index.tensors:
-                while meta.name not in pending:
-                    name, tensor = next(named)
-                    pending[name] = tensor.contiguous().clone() if self.cfg.learner.zero_stage == 3 else tensor
-            buffer = pack_bucket(index, pending, device=self.device)
-            if self.rank == 0:
+        if self.rank == 0 and self._weight_comm is None:
+            raise RuntimeError("broadcast_weights_nccl: no NCCL weight group (init_weight_group was not called or was torn down)")
+        for _, buffer in self.iter_buckets(self.device):
+            if buffer is not None:
                 self._weight_comm.broadcast(buffer, src=0, stream=torch.cuda.current_stream())
                 torch.cuda.current_stream().synchronize()
-            for meta in index.tensors:
-                pending.pop(meta.name)
 
     # ------------------------------------------------------------------ checkpoints
     def save_checkpoint(self, directory: str, save_optimizer: bool) -> None:
@@ -336,9 +409,16 @@ class LearnerWorker:
         tied = bool(getattr(self.engine.module.config, "tie_word_embeddings", False))
         # A tied LM head is the embedding: Hugging Face re-ties it on load, and safetensors refuses
         # to write two names for one storage.
-        state = {n: t.to("cpu").clone() for n, t in self._named_weights() if not (tied and n == "lm_head.weight")}
+        # Only rank 0 keeps the full state dict; the others take part in ZeRO-3 gathering and drop it.
+        state = {}
+        for n, t in self._named_weights():
+            if self.rank == 0 and not (tied and n == "lm_head.weight"):
+                state[n] = t.to("cpu").clone()
         if save_optimizer:
             self.engine.save_checkpoint(str(out / "deepspeed"), tag="engine")
+        from empathy_rl.checkpointing import save_rng
+
+        save_rng(out / "rng" / f"rank-{self.rank}.pt")  # every rank: exact resume restores each rank's generators
         if self.rank != 0:
             return
         from huggingface_hub import save_torch_state_dict
@@ -351,6 +431,26 @@ class LearnerWorker:
             if (Path(self.model_path) / name).exists():
                 shutil.copy(Path(self.model_path) / name, policy / name)
         AutoTokenizer.from_pretrained(self.cfg.model.tokenizer_path or self.model_path).save_pretrained(policy)
+
+    def load_checkpoint(self, directory: str) -> int:
+        """Resume: DeepSpeed module, optimizer and scheduler state plus this rank's RNG; returns the optimizer steps.
+
+        Called on every rank after `load_policy` built the engine (and the KL reference from the run's
+        starting policy); the module weights come from the checkpoint, not from that policy.
+        """
+        from empathy_rl.checkpointing import load_rng
+
+        out = Path(directory)
+        if not (out / "deepspeed").is_dir():
+            raise FileNotFoundError(f"{out}: no deepspeed/ state to resume from (the run had checkpoint.save_optimizer=false)")
+        path, _ = self.engine.load_checkpoint(str(out / "deepspeed"), tag="engine", load_optimizer_states=True, load_lr_scheduler_states=True)
+        if path is None:
+            raise FileNotFoundError(f"{out / 'deepspeed'}: DeepSpeed found no checkpoint with tag 'engine'")
+        rng = out / "rng" / f"rank-{self.rank}.pt"
+        if rng.is_file():  # a resume with more learner ranks than the checkpoint had: new ranks keep their seeds
+            load_rng(rng)
+        self._bucket_plan = None
+        return int(self.engine.global_steps)
 
 
 def _grad_norm(module: torch.nn.Module) -> float:

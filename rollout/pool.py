@@ -1,66 +1,97 @@
 """`RolloutPool`: N rollout actors behind one interface for the driver.
 
-Prompts are split into contiguous, nearly equal shards (one per worker), generated in parallel,
-and the candidates are put back in prompt order. Weight pushes go to every worker; each worker
+Prompts are split into contiguous shards (one per worker) with about equal prompt tokens
+(`rollout.balance=tokens`) or prompt counts (`count`), generated in parallel, and the candidates are
+put back in prompt order. Weight pushes go to every worker; each worker
 records the policy version it serves, and the pool refuses to generate from workers that disagree.
+
+Each engine goes into its placement-group slot (`empathy_rl.placement`): its own group in the split
+layout, its bundles of the shared group when colocated. Weight pushes are started here but waited
+on by `empathy_rl.weight_sync`, which owns the timeouts and the error messages.
 """
 
 from __future__ import annotations
 
 import time
-from typing import Sequence
+from typing import Callable, Optional, Sequence
 
 import ray
 
 from empathy_rl.config import EmpathyRLConfig
-from empathy_rl.sharding import even_slices
+from empathy_rl.placement import Placement
+from empathy_rl.remote import wait_named
+from empathy_rl.sharding import even_slices, token_balanced_slices
+from rollout.supervision import generate_supervised
 from rollout.types import Candidate, Prompt, RolloutBatch
 from rollout.vllm_engine import RolloutWorker, engine_env
 
 
 class RolloutPool:
-    def __init__(self, cfg: EmpathyRLConfig, model_path: str):
+    def __init__(self, cfg: EmpathyRLConfig, model_path: str, placement: Optional[Placement] = None):
+        """Start `rollout.num_workers` engines in `placement` (reserved here, for rollout only, if None)."""
         r = cfg.rollout
         self.cfg = cfg
+        self.own_placement = placement is None
+        self.placement = placement or Placement(cfg, roles=("rollout",))
         actor_cls = ray.remote(RolloutWorker)
-        self.workers = [
-            actor_cls.options(
-                name=f"rollout-{i}",
-                num_cpus=r.num_cpus_per_worker,
-                num_gpus=r.num_gpus_per_worker if r.tensor_parallel_size == 1 else 0,
-                runtime_env={"env_vars": engine_env(cfg)},
-                max_concurrency=2,  # a weight push may arrive while the driver polls the version
-            ).remote(cfg, model_path, i)
-            for i in range(r.num_workers)
-        ]
-        ray.get([w.get_policy_version.remote() for w in self.workers])  # wait for engines to start
+        self.workers = []
+        for i in range(r.num_workers):
+            slot = self.placement.rollout_slot(i)
+            self.workers.append(
+                actor_cls.options(
+                    name=f"rollout-{i}",
+                    runtime_env={"env_vars": {**engine_env(cfg), **slot.env}},
+                    max_concurrency=2,  # the driver may poll the version while a call runs; LLM calls take a lock
+                    max_restarts=r.max_restarts,  # a dead engine is restarted; rollout.supervision re-syncs it and re-issues its prompts
+                    **slot.options(),
+                ).remote(cfg, model_path, i)
+            )
+        try:
+            wait_named(self._named([w.get_policy_version.remote() for w in self.workers]), "vLLM engine start-up", cfg.timeouts.startup_s, "timeouts.startup_s")
+        except BaseException:
+            self.shutdown()  # an engine that failed or hung: stop them all, never leave half a pool behind
+            raise
         self.version = 0
+        self.on_restart: Optional[Callable[[], None]] = None  # set by the driver: push the current weights to every worker
+        self.restarts = 0  # rollout workers restarted after dying during generate, over the run
+
+    @staticmethod
+    def _named(refs: list, indexes: Sequence[int] | None = None) -> list[tuple[str, object]]:
+        return [(f"rollout worker {i}", ref) for i, ref in zip(indexes if indexes is not None else range(len(refs)), refs)]
 
     def generate(self, prompts: Sequence[Prompt], seed: int, n: int | None = None, temperature: float | None = None) -> RolloutBatch:
         n = n or self.cfg.rollout.group_size
         temperature = self.cfg.rollout.temperature if temperature is None else temperature
         start = time.perf_counter()
+        expected = self.version  # a weight push may land while this runs (async mode); the outputs must be of this version
         prompts = list(prompts)
-        shards = [prompts[part] for part in even_slices(len(prompts), len(self.workers))]
-        refs = [w.generate.remote(shard, n, temperature, seed) for w, shard in zip(self.workers, shards) if shard]
-        candidates: list[Candidate] = [c for part in ray.get(refs) for c in part]
+        if self.cfg.rollout.balance == "tokens":  # contiguous, so the candidates come back in prompt order
+            parts = token_balanced_slices([len(p.token_ids) for p in prompts], len(self.workers))
+        else:
+            parts = even_slices(len(prompts), len(self.workers))
+        shards = [prompts[part] for part in parts]
+        results, restarted = generate_supervised(
+            self.workers, shards, lambda w, shard: w.generate.remote(shard, n, temperature, seed),
+            self.cfg.timeouts.generate_s, self.cfg.timeouts.startup_s, self.cfg.rollout.max_restarts, self.on_restart,
+        )
+        self.restarts += restarted
+        candidates: list[Candidate] = [c for part in results for c in part]
         versions = {c.policy_version for c in candidates}
-        if versions != {self.version}:
-            raise RuntimeError(f"rollout workers served policy versions {sorted(versions)}, expected {self.version}")
+        if versions != {expected}:
+            raise RuntimeError(f"rollout workers served policy versions {sorted(versions)}, expected {expected}")
         batch = RolloutBatch(list(prompts), candidates, n)
         lengths = [len(c.token_ids) for c in candidates]
         batch.stats = {
             "rollout/response_len_mean": sum(lengths) / max(len(lengths), 1),
             "rollout/truncated_frac": sum(c.finish_reason == "length" for c in candidates) / max(len(candidates), 1),
             "time/generate_s": time.perf_counter() - start,
+            "rollout/worker_restarts_total": float(self.restarts),
         }
         return batch
 
-    def push_from_object_store(self, version: int, bucket_refs: list, verify: bool = False) -> list[str | None]:
-        """Every worker reloads from the same object-store buckets; returns their checksums if `verify`."""
-        checksums = ray.get([w.update_weights.remote(version, bucket_refs, verify) for w in self.workers])
-        self.version = version
-        return checksums
+    def update_refs(self, version: int, bucket_refs: list, verify: bool = False) -> list:
+        """Start the object-store reload on every worker; `empathy_rl.weight_sync` waits on the refs."""
+        return [w.update_weights.remote(version, bucket_refs, verify) for w in self.workers]
 
     def receive_nccl_refs(self, version: int, indexes: list) -> list:
         """Start the NCCL receive on every worker; the caller starts the learner's broadcast and waits on all."""
@@ -73,6 +104,9 @@ class RolloutPool:
         tp = self.cfg.rollout.tensor_parallel_size
         return [w.init_weight_group.remote(master_address, master_port, 1 + i * tp, world_size) for i, w in enumerate(self.workers)]
 
+    def close_weight_group_refs(self) -> list:
+        return [w.close_weight_group.remote() for w in self.workers]
+
     def versions(self) -> list[int]:
         return ray.get([w.get_policy_version.remote() for w in self.workers])
 
@@ -80,3 +114,5 @@ class RolloutPool:
         for w in self.workers:
             ray.kill(w)
         self.workers = []
+        if self.own_placement:
+            self.placement.remove()

@@ -1,0 +1,81 @@
+"""Generation that survives a rollout actor's death: restart, re-sync, issue its prompts again.
+
+Rollout actors are started with `max_restarts=rollout.max_restarts`, so Ray re-runs the constructor
+of an actor whose process dies (a crashed vLLM engine, `ray.kill`, a lost node). The restarted engine
+holds the policy it was started from at version 0, and whatever it was generating is lost. Here:
+
+1. every worker's share of the prompts is waited on (`timeouts.generate_s`); the shares of live
+   workers are kept, and a share whose actor died is dropped whole, so no group is ever counted half;
+2. each dead worker is waited for until it answers again (`timeouts.startup_s`);
+3. `on_restart()` (the driver's weight push at the current version) brings every worker to the
+   learner's weights, so the version check in the pool still holds;
+4. the dropped shares are issued again with the same seeds (each prompt's seed comes from its uid,
+   so the candidates are those the worker would have produced).
+
+At most `rollout.max_restarts` rounds; an error raised inside an actor (not a death) is not retried.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Callable, Optional, Sequence
+
+from empathy_rl.remote import StageError, StageFailed, actor_died, wait_settled
+
+log = logging.getLogger("empathy_rl")
+
+
+def wait_until_alive(worker: Any, name: str, timeout: float) -> None:
+    """Poll a (restarting) actor until a call succeeds; `StageFailed` if it stays dead past `timeout`."""
+    import ray
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            ray.get(worker.get_policy_version.remote(), timeout=max(min(10.0, deadline - time.monotonic()), 0.1))
+            return
+        except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError) as err:
+            if time.monotonic() >= deadline:
+                raise StageFailed(
+                    f"{name}: restart failed: not answering {timeout:g} s after it died (timeouts.startup_s; "
+                    f"rollout.max_restarts may be used up)", name, "restart", err,
+                ) from err
+            time.sleep(1.0)
+
+
+def generate_supervised(
+    workers: Sequence[Any],
+    shards: Sequence[list],
+    call: Callable[[Any, list], Any],
+    generate_timeout: float,
+    startup_timeout: float,
+    max_restarts: int,
+    on_restart: Optional[Callable[[], None]],
+) -> tuple[list[list], int]:
+    """Results per worker index (empty for empty shards) and the number of workers restarted."""
+    results: list[Optional[list]] = [None if shard else [] for shard in shards]
+    pending = [i for i, shard in enumerate(shards) if shard]
+    restarts = 0
+    for attempt in range(max_restarts + 1):
+        named = [(f"rollout worker {i}", call(workers[i], shards[i])) for i in pending]
+        outcomes = wait_settled(named, "generate", generate_timeout, "timeouts.generate_s")
+        dead = []
+        for i, outcome in zip(pending, outcomes):
+            if not isinstance(outcome, StageError):
+                results[i] = outcome
+            elif actor_died(outcome) and attempt < max_restarts:
+                dead.append(i)
+            else:
+                raise outcome
+        if not dead:
+            break
+        for i in dead:
+            log.warning("rollout worker %d died during generate (%d prompt(s) lost); waiting for its restart", i, len(shards[i]))
+            wait_until_alive(workers[i], f"rollout worker {i}", startup_timeout)
+        if on_restart is not None:
+            on_restart()
+        restarts += len(dead)
+        pending = dead
+        log.warning("rollout worker(s) %s restarted with the current weights; their prompts are issued again", dead)
+    return [r if r is not None else [] for r in results], restarts
