@@ -222,6 +222,11 @@ def extract_answer(text: str) -> str | None:
     return parsed.answer if parsed.ok else None
 
 
+def strip_tags(text: str) -> str:
+    """``text`` with every CoE tag removed and whitespace collapsed (for scoring untagged output)."""
+    return " ".join(_TAG_RE.sub(" ", text).split())
+
+
 def render_coe(layers: Sequence[str], answer: str) -> str:
     """Build the canonical CoE text (one tag block per line, no trailing newline).
 

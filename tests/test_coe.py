@@ -318,3 +318,10 @@ def test_fuzz_never_raises() -> None:
             well_formed += 1
             assert parse_coe(render_coe(parsed.layers, parsed.answer)) == parsed
     assert 0 < well_formed < 3000
+
+
+def test_strip_tags_removes_every_tag_and_collapses_space():
+    from empathy_rl.coe import strip_tags
+
+    assert strip_tags("<empathy_think>\n<L1>sad</L1></empathy_think>  <answer>hi  there</answer>") == "sad hi there"
+    assert strip_tags("<L5>x</L5> <answer") == "<L5>x</L5> <answer"  # not CoE tags: kept
