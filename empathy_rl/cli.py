@@ -2,8 +2,14 @@
 
     empathy-rl make-tiny-model OUT_DIR [--seed N] [--no-shared-data]
     empathy-rl prepare-data --config configs/tiny-cpu.yaml [key=value ...]
-    empathy-rl grpo --config configs/tiny-cpu.yaml [key=value ...]
+    empathy-rl grpo --config configs/tiny-cpu.yaml [--resume auto|PATH] [key=value ...]
     empathy-rl show-config --config configs/qwen3-8b.yaml [key=value ...]
+    empathy-rl plot RUN_DIR
+    empathy-rl train-rm --config configs/tiny-cpu.yaml [key=value ...]
+    empathy-rl serve-reward --config configs/tiny-cpu.yaml [--detach] [key=value ...]
+    empathy-rl score --config configs/tiny-cpu.yaml --input IN.jsonl [--output OUT.jsonl] [key=value ...]
+    empathy-rl eval --config configs/tiny-cpu.yaml --system NAME=PATH [--system ...] [--split test] [--output DIR] [key=value ...]
+    empathy-rl rank {export,serve,report,judge} --config configs/tiny-cpu.yaml [--sets DIR] [key=value ...]
 
 Overrides are OmegaConf dot-lists (`trainer.total_steps=20 rollout.num_workers=2`). The config is
 merged and validated before anything starts; a bad key or value exits with status 2 and a message
@@ -52,7 +58,8 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
 def cmd_grpo(args: argparse.Namespace) -> int:
     from empathy_rl.driver import GRPOTrainer
 
-    cfg = load_config(args.config, args.overrides)
+    overrides = list(args.overrides) + ([f"checkpoint.resume={args.resume}"] if args.resume else [])
+    cfg = load_config(args.config, overrides)
     _setup_logging(cfg.logging.level)
     trainer = GRPOTrainer(cfg)
     try:
@@ -64,6 +71,11 @@ def cmd_grpo(args: argparse.Namespace) -> int:
     print("  config.yaml      resolved configuration")
     print("  metrics.jsonl    per-step metrics (reward, format pass rate, KL, timings) and evaluations")
     print("  samples.jsonl    sampled CoE outputs per step, anonymized, with reward components")
+    print("  prompts.jsonl    the record ids each step drew (no text)")
+    if cfg.logging.tensorboard:
+        print("  tensorboard/     the metrics as TensorBoard scalars")
+    if summary.get("plots"):
+        print("  plots/           PNG curves (redraw any time: empathy-rl plot RUN_DIR)")
     if cfg.warmstart.steps:
         print("  warmstart/       the warm-started (SFT) policy")
     if "checkpoint" in summary:
@@ -75,8 +87,71 @@ def cmd_grpo(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_plot(args: argparse.Namespace) -> int:
+    """PNG plots of a run's curves from its metrics.jsonl (finished or still running)."""
+    from empathy_rl.plots import plot_run
+
+    for path in plot_run(args.run_dir):
+        print(path)
+    return 0
+
+
+def cmd_train_rm(args: argparse.Namespace) -> int:
+    """Train the answer-reward model (`reward_model.*`) on Ray Train; model.path is not needed."""
+    from empathy_rl.config import EmpathyRLConfig, ModelConfig
+    from reward.rm_train import RewardModelTrainingError, train_reward_model
+
+    cfg = load_config(args.config, args.overrides, base=EmpathyRLConfig(model=ModelConfig(path="")))
+    _setup_logging(cfg.logging.level)
+    try:
+        report = train_reward_model(cfg, progress=cfg.logging.progress_bar)
+    except RewardModelTrainingError as err:  # names the stage (data, fit, timeout)
+        print(f"empathy-rl: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        import ray
+
+        if ray.is_initialized() and cfg.cluster.address is None:
+            ray.shutdown()
+    print(f"\nreward model written to {report['output_dir']} (reward.encoder={report['output_dir']})")
+    for lang, res in report["languages"].items():
+        b, a = res["before"], res["after"]
+        print(f"  {lang} ({res['encoder']}, {a['queries']} {res['eval_split']} queries, T={res['threshold']:.3f}): "
+              f"real>random {b['pairwise'].get('random')} -> {a['pairwise'].get('random')}, "
+              f"real>echo {b['echo_below_real']} -> {a['echo_below_real']}, "
+              f"real>off-topic {b['pairwise'].get('off_topic')} -> {a['pairwise'].get('off_topic')}, "
+              f"AUC {b['auc']} -> {a['auc']}")
+    print(f"  report: {report['output_dir']}/report.md, training {report['training']['train_seconds']} s")
+    return 0
+
+
 def cmd_show_config(args: argparse.Namespace) -> int:
     print(to_yaml(load_config(args.config, args.overrides)), end="")
+    return 0
+
+
+def _reward_config(args: argparse.Namespace):
+    """The config of a reward-only command: `model.path` is not needed, so it may stay unset."""
+    from empathy_rl.config import EmpathyRLConfig, ModelConfig
+
+    return load_config(args.config, args.overrides, base=EmpathyRLConfig(model=ModelConfig(path="")))
+
+
+def cmd_serve_reward(args: argparse.Namespace) -> int:
+    from reward.standalone import serve_reward
+
+    cfg = _reward_config(args)
+    _setup_logging(cfg.logging.level)
+    return serve_reward(cfg, detach=args.detach)
+
+
+def cmd_score(args: argparse.Namespace) -> int:
+    from reward.batch_score import score_file
+
+    cfg = _reward_config(args)
+    _setup_logging(cfg.logging.level)
+    count = score_file(cfg.reward, args.input, args.output, progress=cfg.logging.progress_bar)
+    print(f"scored {count} line(s) -> {args.output or 'stdout'}", file=sys.stderr)
     return 0
 
 
@@ -90,12 +165,34 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_make_tiny_model)
     for name, func, text in (
         ("prepare-data", cmd_prepare_data, "read, anonymize, filter, split raw data into Parquet"),
-        ("grpo", cmd_grpo, "run warm start (optional) and GRPO on a Ray cluster"),
         ("show-config", cmd_show_config, "print the merged, validated configuration"),
+        ("train-rm", cmd_train_rm, "train the answer-reward model (triplet loss, Ray Train) and write reward.encoder's directory"),
     ):
         p = sub.add_parser(name, help=text)
         _config_args(p)
         p.set_defaults(func=func)
+    p = sub.add_parser("grpo", help="run warm start (optional) and GRPO on a Ray cluster")
+    _config_args(p)
+    p.add_argument(
+        "--resume", metavar="auto|PATH",
+        help="continue from the run directory's latest complete checkpoint (auto) or from checkpoint PATH (sets checkpoint.resume)",
+    )
+    p.set_defaults(func=cmd_grpo)
+    p = sub.add_parser("plot", help="draw PNG plots of a run directory's metrics (finished or still running) into RUN_DIR/plots")
+    p.add_argument("run_dir")
+    p.set_defaults(func=cmd_plot)
+    p = sub.add_parser("serve-reward", help="run the reward as a standalone Ray Serve app (handle + HTTP); re-run to roll out a new config")
+    _config_args(p)
+    p.add_argument("--detach", action="store_true", help="deploy into the cluster at cluster.address and return (the app stays up)")
+    p.set_defaults(func=cmd_serve_reward)
+    p = sub.add_parser("score", help="score a JSONL file of {query, response, crisis} in process, no Ray")
+    _config_args(p)
+    p.add_argument("--input", "-i", required=True, help="JSONL, one {query, response, crisis?, language?, references?, id?} per line")
+    p.add_argument("--output", "-o", help="JSONL of scores in input order (written atomically); default stdout")
+    p.set_defaults(func=cmd_score)
+    from empathy_rl.eval_cli import add_parsers  # eval + rank (human ranking): their own module
+
+    add_parsers(sub, _config_args)
     return parser
 
 

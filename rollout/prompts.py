@@ -4,6 +4,10 @@ The prompt is `[system: CoE instructions in the record's language, user: the que
 the tokenizer's chat template and the generation prompt. A prompt longer than
 `model.max_prompt_len` is either truncated (the query is cut, so the instructions and the template
 stay intact) or dropped, by `rollout.overlong_prompt`; both are counted.
+
+`enable_thinking` goes to the chat template. Qwen3's template opens a `<think>` block unless it is
+False; our model reasons inside `<empathy_think>` instead, and a stray think block would cost
+response tokens and fail the format check. Templates without the flag ignore it.
 """
 
 from __future__ import annotations
@@ -17,7 +21,10 @@ from rollout.types import Prompt
 
 
 class PromptBuilder:
-    def __init__(self, tokenizer, max_prompt_len: int, overlong: str = "truncate", language: str = "auto", style: str = "full"):
+    def __init__(
+        self, tokenizer, max_prompt_len: int, overlong: str = "truncate", language: str = "auto", style: str = "full",
+        enable_thinking: bool = False,
+    ):
         if overlong not in ("truncate", "drop"):
             raise ValueError(f"rollout.overlong_prompt must be truncate or drop, got {overlong!r}")
         self.tokenizer = tokenizer
@@ -25,6 +32,7 @@ class PromptBuilder:
         self.overlong = overlong
         self.language = language
         self.style = style
+        self.enable_thinking = enable_thinking
         self.counts: Counter[str] = Counter()  # built, truncated, dropped
 
     def render(self, language: str, query: str) -> list[int]:
@@ -33,7 +41,9 @@ class PromptBuilder:
             {"role": "system", "content": coe.system_prompt(language, self.style)},
             {"role": "user", "content": query},
         ]
-        text = self.tokenizer.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
+        text = self.tokenizer.apply_chat_template(
+            messages, tokenize=False, add_generation_prompt=True, enable_thinking=self.enable_thinking
+        )
         return self.tokenizer(text, add_special_tokens=False)["input_ids"]
 
     def fit(self, language: str, query: str) -> tuple[list[int], bool] | None:
@@ -63,7 +73,7 @@ class PromptBuilder:
         if fitted is None:
             return None
         ids, truncated = fitted
-        return Prompt(uid, record.id, language, record.query, tuple(ids), record.crisis, truncated)
+        return Prompt(uid, record.id, language, record.query, tuple(ids), record.crisis, truncated, tuple(record.answers))
 
     def _truncate(self, language: str, query: str, full_len: int) -> list[int]:
         """Cut the query's tokens so that the whole prompt fits; keep its beginning (title first)."""

@@ -47,3 +47,57 @@ def bundled_data_dir(tmp_path_factory) -> Path:
     )
     prepare_data(cfg, progress=False)
     return out
+
+
+# Small slices of the shared data: enough held-out queries to tell a trained reward from an
+# untrained one, small enough to train through Ray Train in about a minute on 2 cores.
+REWARD_MODEL_OVERRIDES = (
+    "reward_model.languages=[en,zh]",
+    "reward_model.max_train_queries=120",
+    "reward_model.max_eval_queries=40",
+    "reward_model.epochs=4",
+    "reward_model.tfidf_max_features=8000",
+    "reward_model.num_workers=1",
+    "reward_model.num_cpus_per_worker=1",
+    "cluster.num_cpus=2",
+    "logging.progress_bar=false",
+)
+
+
+def reward_model_config(root: Path, *overrides: str):
+    """The tiny preset's reward_model section, pointed at `root` for its data and outputs."""
+    from empathy_rl.config import EmpathyRLConfig, ModelConfig, load_config
+
+    return load_config(
+        REPO / "configs" / "tiny-cpu.yaml",
+        [
+            f"reward_model.sources=[{{path: {SHARED_DATA}/counsel-chat/20200325_counsel_chat.csv, adapter: counsel_chat}},"
+            f" {{path: {SHARED_DATA}/cpsycoun/cpsycound_dialogues.jsonl, adapter: cpsycoun}}]",
+            f"reward_model.prepared_dir={root / 'data'}",
+            f"reward_model.output_dir={root / 'reward-model'}",
+            f"reward_model.storage_path={root / 'ray-train'}",
+            *REWARD_MODEL_OVERRIDES,
+            *overrides,
+        ],
+        base=EmpathyRLConfig(model=ModelConfig(path="")),
+    )
+
+
+@pytest.fixture(scope="session")
+def reward_model_dir(tmp_path_factory) -> Path:
+    """A reward model trained once per session by `train-rm` (Ray Train, 1 CPU worker) on small
+    slices of the shared counsel-chat (en) and CPsyCoun (zh) data; skipped without ../shared/data."""
+    if not (SHARED_DATA / "counsel-chat").is_dir() or not (SHARED_DATA / "cpsycoun").is_dir():
+        pytest.skip(f"the reward model trains on {SHARED_DATA} (counsel-chat, cpsycoun), which is not here")
+    import ray
+
+    from reward.rm_train import train_reward_model
+
+    cfg = reward_model_config(tmp_path_factory.mktemp("reward-model"))
+    started = not ray.is_initialized()
+    try:
+        report = train_reward_model(cfg, progress=False)
+    finally:
+        if started and ray.is_initialized():
+            ray.shutdown()
+    return Path(report["output_dir"])

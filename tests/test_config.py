@@ -207,6 +207,16 @@ def test_wrong_type(override: str, key: str) -> None:
         ("model.max_prompt_len=0", "model.max_prompt_len"),
         ("reward.answer_threshold=1.2", "reward.answer_threshold"),
         ("reward.encoder_max_seq_len=4", "reward.encoder_max_seq_len"),
+        ("reward.http_port=0", "reward.http_port"),
+        ("reward.http_port=70000", "reward.http_port"),
+        ("reward.max_items_per_request=0", "reward.max_items_per_request"),
+        ("reward.max_text_chars=0", "reward.max_text_chars"),
+        ("reward.max_request_bytes=10", "reward.max_request_bytes"),
+        ("reward.request_timeout_s=0", "reward.request_timeout_s"),
+        ("reward.max_retries=-1", "reward.max_retries"),
+        ("reward.autoscaling_max_replicas=0", "reward.autoscaling_max_replicas"),
+        ("reward.autoscaling_target_ongoing_requests=0", "reward.autoscaling_target_ongoing_requests"),
+        ("reward.rollout_surge_percent=101", "reward.rollout_surge_percent"),
         ("warmstart.examples=1", "warmstart.examples"),
         ("checkpoint.keep_last=0", "checkpoint.keep_last"),
         ("trainer.eval_temperature=0", "trainer.eval_temperature"),
@@ -229,6 +239,10 @@ def test_out_of_range(override: str, key: str) -> None:
         "rollout.top_p=1",
         "learner.master_port=65535",
         "reward.answer_threshold=-1",
+        "reward.max_retries=0",
+        "reward.max_references=0",
+        "reward.rollout_surge_percent=0",
+        "reward.autoscaling_min_replicas=0",
     ],
 )
 def test_range_boundaries_accepted(override: str) -> None:
@@ -245,6 +259,7 @@ def test_range_boundaries_accepted(override: str) -> None:
         ("model.dtype=float8", "model.dtype"),
         ("rollout.overlong_prompt=wrap", "rollout.overlong_prompt"),
         ("reward.answer_mode=soft", "reward.answer_mode"),
+        ("reward.service=http", "reward.service"),
         ("logging.level=info", "logging.level"),  # case-sensitive
         ("cluster.device=tpu", "cluster.device"),
     ],
@@ -358,6 +373,12 @@ def test_yaml_top_level_list_is_a_config_error(tmp_path: Path) -> None:
             ("cluster.device=cuda", "sync.transport=nccl", "model.lora.enabled=true"),
             "model.lora.enabled",
         ),
+        (("reward.http_host=0.0.0.0", "reward.auth_token_env="), "reward.auth_token_env"),
+        (("reward.require_token=true", "reward.auth_token_env= "), "reward.auth_token_env"),
+        (("reward.service=url",), "reward.service_url"),
+        (("reward.service=url", "reward.service_url=reward-host:8000"), "reward.service_url"),
+        (("reward.service=url", "reward.service_url=http://h:8000/r", "reward.max_items_per_request=4"), "reward.max_items_per_request"),
+        (("reward.autoscaling=true", "reward.autoscaling_min_replicas=3", "reward.autoscaling_max_replicas=2"), "reward.autoscaling_min_replicas"),
     ],
 )
 def test_cross_field_rules(overrides: tuple[str, ...], needle: str) -> None:
@@ -371,6 +392,9 @@ def test_cross_field_rules(overrides: tuple[str, ...], needle: str) -> None:
         ("data.val_fraction=0.45", "data.test_fraction=0.5"),
         ("trainer.prompts_per_step=3", "rollout.group_size=4", "learner.mini_batches_per_step=2", "learner.num_workers=3"),
         ("learner.betas=[0.0,0.5]",),
+        ("reward.http_host=0.0.0.0",),  # the token itself is checked when the service starts, not here
+        ("reward.service=url", "reward.service_url=https://reward.internal/empathy-reward"),
+        ("reward.autoscaling=false", "reward.autoscaling_min_replicas=3", "reward.autoscaling_max_replicas=2"),
     ],
 )
 def test_cross_field_rules_accept_valid_combinations(overrides: tuple[str, ...]) -> None:
@@ -463,3 +487,91 @@ def test_comment_checker_detects_a_missing_comment() -> None:
     source = "x: int = 1  # documented\ny: int = 2\nz: str = '# not a comment'\n"
     comments = _comment_lines(source)
     assert comments == {1}
+
+
+# --------------------------------------------------------------------------------------------
+# The reward model (train-rm) section and the answer threshold
+# --------------------------------------------------------------------------------------------
+
+
+def test_answer_threshold_is_optional_and_reference_mode_allowed() -> None:
+    cfg = load()
+    assert cfg.reward.answer_threshold is None  # None = the T stored by train-rm
+    assert load("reward.answer_mode=reference").reward.answer_mode == "reference"
+    assert load("reward.answer_threshold=0.25").reward.answer_threshold == pytest.approx(0.25)
+
+
+def test_tiny_preset_trains_and_uses_a_reward_model() -> None:
+    cfg = load_config(TINY)
+    assert cfg.reward.encoder == cfg.reward_model.output_dir == "runs/reward-model"
+    assert cfg.reward.answer_threshold is None
+    assert [s.adapter for s in cfg.reward_model.sources] == ["counsel_chat", "cpsycoun"]
+    assert cfg.reward_model.languages == ["en", "zh"]
+
+
+@pytest.mark.parametrize(
+    "override, needle",
+    [
+        ("reward_model.negatives=[random,echo_exact,paraphrase]", "reward_model.negatives[2]='paraphrase'"),
+        ("reward_model.negatives=[]", "reward_model.negatives is empty"),
+        ("reward_model.languages=[en,fr]", "reward_model.languages[1]='fr'"),
+        ("reward_model.languages=[en,en]", "reward_model.languages"),
+        ("reward_model.encoder_zh=bert", "reward_model.encoder_zh='bert'"),
+        ("reward_model.eval_split=train", "reward_model.calibration_split and reward_model.eval_split"),
+        ("reward_model.margin=0", "reward_model.margin"),
+        ("reward_model.echo_truncate_ratio=1", "reward_model.echo_truncate_ratio"),
+        ("reward_model.epochs=0", "reward_model.epochs"),
+        ("reward_model.fit_timeout_s=0", "reward_model.fit_timeout_s"),
+        ("reward_model.val_fraction=0.96", "reward_model.val_fraction + reward_model.test_fraction"),
+    ],
+)
+def test_reward_model_bad_values(override: str, needle: str) -> None:
+    assert needle in _error(override)
+
+
+def test_reward_model_source_choices() -> None:
+    msg = _error("reward_model.sources=[{path: x.csv, adapter: nope}]")
+    assert "reward_model.sources[0].adapter='nope'" in msg
+
+
+# --------------------------------------------------------------------------------------------
+# GPU-run rules: log-prob agreement, layouts, NCCL, reference sharding
+# --------------------------------------------------------------------------------------------
+
+_CUDA = ("cluster.device=cuda", "learner.backend=nccl")
+
+
+@pytest.mark.parametrize(
+    "overrides, needles",
+    [
+        (("rollout.top_p=0.9",), ("rollout.top_p=0.9", "truncated")),
+        (("rollout.top_k=50",), ("rollout.top_k=50", "truncated")),
+        ((*_CUDA, "cluster.layout=colocated", "sync.transport=nccl"), ("cluster.layout=colocated", "sync.transport=nccl", "ncclCommInitRank")),
+        (("cluster.layout=colocated", "rollout.num_workers=2"), ("learner.num_workers", "rollout.num_workers x")),
+        ((*_CUDA, "cluster.layout=colocated", "learner.num_gpus_per_worker=1", "rollout.num_gpus_per_worker=0.5"), ("learner.num_gpus_per_worker", "<= 1 GPU")),
+        (("learner.ref_zero_stage=2",), ("learner.ref_zero_stage=2",)),
+        (("learner.ref_offload=true",), ("learner.ref_offload", "learner.ref_zero_stage=3")),
+        (("rollout.num_cpus_per_worker=0",), ("rollout.num_cpus_per_worker", "rollout.num_gpus_per_worker")),
+        ((*_CUDA, "rollout.tensor_parallel_size=2", "rollout.num_gpus_per_worker=4"), ("rollout.num_gpus_per_worker=4", "more than one GPU")),
+        (("sync.timeout_s=0",), ("sync.timeout_s",)),
+        (("cluster.layout=mixed",), ("cluster.layout",)),
+    ],
+)
+def test_gpu_run_rules(overrides: tuple[str, ...], needles: tuple[str, ...]) -> None:
+    msg = _error(*overrides)
+    for needle in needles:
+        assert needle in msg, (needle, msg)
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [
+        ("rollout.top_p=1.0", "rollout.top_k=0"),
+        ("cluster.layout=colocated",),
+        (*_CUDA, "cluster.layout=colocated", "learner.num_gpus_per_worker=0.5", "rollout.num_gpus_per_worker=0.4"),
+        ("learner.zero_stage=3", "learner.ref_offload=true"),  # the reference follows the policy to stage 3
+        ("learner.ref_zero_stage=3", "learner.ref_offload=true"),
+    ],
+)
+def test_gpu_run_rules_accept_valid_combinations(overrides: tuple[str, ...]) -> None:
+    load(*overrides)
