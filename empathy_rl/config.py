@@ -12,6 +12,8 @@ the comment says so ("paper" / "common practice").
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Optional, Sequence
@@ -118,6 +120,7 @@ class RewardConfig:
     num_replicas: int = 1  # Serve replicas of the reward deployment
     num_cpus_per_replica: float = 0.0  # Ray CPUs per replica (0 lets it share the node on small machines)
     num_gpus_per_replica: float = 0.0  # Ray GPUs per replica
+    placement_group: bool = False  # each replica in its own placement group of one bundle {CPU: num_cpus_per_replica, GPU: num_gpus_per_replica} (reserved by Serve; needs one of them > 0)
     chunk_size: int = 8  # candidates per request that the driver's client sends to the service
     max_batch_chunks: int = 8  # @serve.batch: requests (chunks) merged into one encoder call, i.e. up to chunk_size * max_batch_chunks candidates
     batch_wait_timeout_s: float = 0.01  # @serve.batch: wait for more requests before scoring
@@ -250,6 +253,7 @@ class TrainerConfig:
     eval_repeats: int = 1  # seeded repetitions of each evaluation (group_size samples per prompt each): more samples, smaller standard errors
     seed: int = 0  # global seed (torch, prompt order, sampling)
     run_dir: str = "runs/grpo"  # run directory: config, metrics, checkpoints, samples
+    run_name: Optional[str] = None  # run id prefixed to every Ray actor, placement group and started reward app of the run (runs sharing a cluster never collide); None = <run_dir basename>-<8 hex of its absolute path>
     samples_per_step: int = 4  # anonymized CoE outputs written to samples.jsonl per step
     learner_restarts: int = 0  # times a dead learner rank is rebuilt within the run from the last checkpoint (steps after it are redone); 0 = the run stops, continue with --resume auto
     mode: str = "sync"  # sync: generate, then train | async: one-step off-policy, step t+1 generates while step t trains (policy lag exactly 1)
@@ -525,6 +529,11 @@ def _validate_reward_service(r: RewardConfig) -> None:
             raise ConfigError(f"reward.service=url needs reward.service_url=http(s)://host:port/{r.app_name}, got {r.service_url!r}")
         if r.max_items_per_request < r.chunk_size:
             raise ConfigError(f"reward.chunk_size={r.chunk_size} must be <= reward.max_items_per_request={r.max_items_per_request} (one chunk is one HTTP request)")
+    if r.placement_group and r.num_cpus_per_replica <= 0 and r.num_gpus_per_replica <= 0:
+        raise ConfigError(
+            "reward.placement_group=true needs reward.num_cpus_per_replica or reward.num_gpus_per_replica > 0: "
+            "a replica's placement-group bundle must ask for some resource (Ray rejects an empty bundle)"
+        )
     if r.autoscaling and r.autoscaling_min_replicas > r.autoscaling_max_replicas:
         raise ConfigError(
             f"reward.autoscaling_min_replicas={r.autoscaling_min_replicas} must be <= reward.autoscaling_max_replicas={r.autoscaling_max_replicas}"
@@ -532,6 +541,35 @@ def _validate_reward_service(r: RewardConfig) -> None:
     unknown = sorted(set(r.crisis_resources) - {"zh", "en"})
     if unknown:
         raise ConfigError(f"reward.crisis_resources has unknown language(s) {', '.join(unknown)}; use zh or en")
+
+
+_RUN_NAME_CHARS = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*")
+
+
+def run_id(cfg: EmpathyRLConfig) -> str:
+    """The run's id, the one source of every name the run creates in Ray (`trainer.run_name`).
+
+    Unset, it is the run directory's basename (characters outside [A-Za-z0-9_.-] become "-") plus 8
+    hex digits of a hash of its absolute path: two runs into different directories on one cluster get
+    different ids even when the basenames agree, and a resumed run gets its old id back.
+    """
+    t = cfg.trainer
+    if t.run_name is not None:
+        return t.run_name
+    path = Path(t.run_dir).expanduser().resolve()
+    base = re.sub(r"[^A-Za-z0-9_.-]+", "-", path.name).strip("-.") or "run"
+    return f"{base}-{hashlib.sha1(str(path).encode()).hexdigest()[:8]}"
+
+
+def run_scoped(cfg: EmpathyRLConfig, name: str) -> str:
+    """`name` (an actor, a placement group) prefixed with the run id: `<run id>-<name>`."""
+    return f"{run_id(cfg)}-{name}"
+
+
+def reward_app_name(cfg: EmpathyRLConfig) -> str:
+    """The Serve app the trainer scores with: `<run id>-<reward.app_name>` when the run starts its own
+    (`reward.service=start`), else `reward.app_name` as given (attach/url name a shared service)."""
+    return run_scoped(cfg, cfg.reward.app_name) if cfg.reward.service == "start" else cfg.reward.app_name
 
 
 def _get(cfg: Any, dotted: str) -> Any:
@@ -667,6 +705,11 @@ def validate(cfg: EmpathyRLConfig) -> None:
     if cfg.sync.transport == "nccl" and cfg.cluster.device != "cuda":
         raise ConfigError("sync.transport=nccl needs cluster.device=cuda; use object_store on CPU")
     _validate_reward_service(cfg.reward)
+    if cfg.trainer.run_name is not None and not _RUN_NAME_CHARS.fullmatch(cfg.trainer.run_name):
+        raise ConfigError(
+            f"trainer.run_name={cfg.trainer.run_name!r} must start with a letter or digit and hold only letters, digits, '_', '.' "
+            "and '-' (it prefixes Ray actor names and the reward app's route)"
+        )
     if cfg.learner.backend == "nccl" and cfg.cluster.device != "cuda":
         raise ConfigError("learner.backend=nccl needs cluster.device=cuda; use gloo on CPU")
     _validate_gpu_run(cfg)

@@ -8,6 +8,7 @@ service, `Score`s back, a `TrainBatch` to the learner group, metrics back, then 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -21,7 +22,7 @@ from typing import Any, Optional
 import torch
 
 from empathy_rl import grpo
-from empathy_rl.config import EmpathyRLConfig
+from empathy_rl.config import EmpathyRLConfig, reward_app_name, run_id
 from empathy_rl.checkpointing import load_rng, read_state, resolve_resume, save_rng
 from empathy_rl.prompt_loader import Cursor, PromptLoader
 from empathy_rl.run_dir import RunDirectory
@@ -112,6 +113,7 @@ class GRPOTrainer:
 
         self._owns_ray = cfg.cluster.address is None and not ray.is_initialized()
         init_ray(cfg)
+        log.info("run id %s: prefix of this run's actors, placement groups and reward app (trainer.run_name)", run_id(cfg))
         try:
             self._start_services()
         except BaseException:
@@ -125,8 +127,10 @@ class GRPOTrainer:
         cfg = self.cfg
         self.run.sinks.append(MetricsSink(self.run.path, cfg.logging.ray_metrics, cfg.logging.tensorboard))
         t0 = time.perf_counter()
-        self.reward = RewardClient(cfg.reward, log_level=cfg.logging.actor_log_level)
-        log.info("reward service up (%.1fs)", time.perf_counter() - t0)
+        # A started app is the run's own: `<run id>-<reward.app_name>` (attach/url keep the shared name).
+        reward_cfg = dataclasses.replace(cfg.reward, app_name=reward_app_name(cfg))
+        self.reward = RewardClient(reward_cfg, log_level=cfg.logging.actor_log_level)
+        log.info("reward service up: app %r (%.1fs)", reward_cfg.app_name, time.perf_counter() - t0)
         from empathy_rl.placement import Placement
         from learner.group import LearnerGroup
 
@@ -280,8 +284,10 @@ class GRPOTrainer:
                 log.warning("%s; rebuilding the learner from the last checkpoint (%d/%d)", err, self.learner_restarts, self.cfg.trainer.learner_restarts)
                 restart_learner_from_checkpoint(self)
 
-    def evaluate(self, n_prompts: Optional[int] = None, seed: int = 12345) -> dict[str, Any]:
-        """Sample the eval split with the current rollout weights and score it (no training).
+    def evaluate(
+        self, n_prompts: Optional[int] = None, seed: int = 12345, records: Optional[list] = None, text_metrics: Optional[bool] = None
+    ) -> dict[str, Any]:
+        """Sample the eval split (or `records`) with the current rollout weights and score it (no training).
 
         `trainer.eval_repeats` seeded rounds of `group_size` samples per prompt (the same seeds at
         every evaluation, so evaluations of one run are paired). Returns the `eval/*` metrics and,
@@ -289,7 +295,7 @@ class GRPOTrainer:
         that a gain can be judged per prompt (`empathy_rl.stats.paired_difference`).
         """
         cfg = self.cfg
-        records = (self.eval_records or self.loader.records)[: n_prompts or cfg.trainer.eval_prompts]
+        records = (records or self.eval_records or self.loader.records)[: n_prompts or cfg.trainer.eval_prompts]
         prompts = self.prompts.build_many(records)
         scores, rewards, candidates = [], [], []
         for repeat in range(cfg.trainer.eval_repeats):
@@ -307,7 +313,7 @@ class GRPOTrainer:
             entry["reward"].append(score.total)
             entry["format"].append(score.format)
         metrics["by_record"] = {rid: {k: statistics.fmean(v) for k, v in entry.items()} for rid, entry in by_record.items()}
-        if cfg.trainer.eval_text_metrics:  # the paper's reference metrics on these answers (BLEU, ROUGE-L, METEOR, Distinct)
+        if cfg.trainer.eval_text_metrics if text_metrics is None else text_metrics:  # the paper's reference metrics on these answers (BLEU, ROUGE-L, METEOR, Distinct)
             from empathy_rl.evaluation import rollout_text_metrics
 
             metrics.update(rollout_text_metrics(prompts, candidates, cfg.eval.zh_tokenizer, cfg.eval.meteor_wordnet))

@@ -30,15 +30,15 @@ def is_learner_death(err: BaseException) -> bool:
     return isinstance(err, StageError) and err.party.startswith("learner rank") and actor_died(err)
 
 
-def _wait_names_free(names: list[str], namespace: str, timeout: float) -> None:
-    """Killing is asynchronous: wait until the dead ranks' actor names can be taken again."""
+def _wait_names_free(names: list[str], timeout: float) -> None:
+    """Killing is asynchronous: wait until the dead ranks' actor names (in the driver's namespace) can be taken again."""
     import ray
 
     deadline = time.monotonic() + timeout
     for name in names:
         while time.monotonic() < deadline:
             try:
-                ray.get_actor(name, namespace=namespace)
+                ray.get_actor(name)  # the driver's namespace, where the group created them
             except ValueError:
                 break
             time.sleep(0.2)
@@ -48,7 +48,7 @@ def restart_learner_from_checkpoint(trainer: Any) -> Path:
     """Steps 1-3 above on `trainer` (a `GRPOTrainer`); returns the checkpoint it went back to."""
     from empathy_rl.rollout_source import RolloutSource
     from empathy_rl.weight_sync import WeightSync
-    from learner.group import LearnerGroup
+    from learner.group import LearnerGroup, learner_actor_name
 
     cfg = trainer.cfg
     checkpoint = trainer.run.store.latest()
@@ -59,7 +59,7 @@ def restart_learner_from_checkpoint(trainer: Any) -> Path:
     if trainer.weight_sync is not None:
         trainer.weight_sync.teardown()
     trainer.learner.shutdown()
-    _wait_names_free([f"learner-{r}" for r in range(cfg.learner.num_workers)], cfg.cluster.namespace, cfg.timeouts.startup_s)
+    _wait_names_free([learner_actor_name(cfg, r) for r in range(cfg.learner.num_workers)], cfg.timeouts.startup_s)
     trainer.learner = LearnerGroup(cfg, trainer.placement)
     trainer.learner.load_policy(state["start_policy"], cfg.learner.lr, cfg.learner.warmup_steps, with_reference=True)
     trainer.learner.load_checkpoint(str(checkpoint))

@@ -19,6 +19,9 @@ A vLLM engine with TP > 1 runs its workers as Ray actors: the rollout actor is s
 `placement_group_capture_child_tasks=True` and `VLLM_RAY_BUNDLE_INDICES` names its bundles, so vLLM
 uses this group instead of making one. `RAY_ADDRESS` is set too, so an engine core started in a
 subprocess (multiprocess engine) joins this cluster rather than starting a new one.
+
+Every group is named `<run id>-<what>` (`empathy_rl.config.run_id`, e.g. `demo-1a2b3c4d-learner-group`),
+like the run's actors, so two runs on one cluster neither collide nor touch each other's groups.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from empathy_rl.config import EmpathyRLConfig
+from empathy_rl.config import EmpathyRLConfig, run_scoped
 
 
 class PlacementError(RuntimeError):
@@ -114,7 +117,7 @@ class Placement:
 
         if any(not b for b in bundles):
             raise PlacementError(f"{what}: a bundle asks for no resources ({bundles}); give the actors CPUs or GPUs")
-        group = placement_group(bundles, strategy=strategy, name=f"{self.cfg.cluster.namespace}-{what.replace(' ', '-')}")
+        group = placement_group(bundles, strategy=strategy, name=run_scoped(self.cfg, what.replace(' ', '-')))
         self.groups.append((what, group))
         return group
 

@@ -12,7 +12,7 @@ from typing import Any, Optional
 
 import ray
 
-from empathy_rl.config import EmpathyRLConfig
+from empathy_rl.config import EmpathyRLConfig, run_scoped
 from empathy_rl.placement import Placement
 from empathy_rl.remote import wait_named
 from learner.actor import LearnerWorker, learner_env
@@ -30,6 +30,11 @@ _TIMEOUT_KEYS: dict[str, str] = {
 }
 
 
+def learner_actor_name(cfg: EmpathyRLConfig, rank: int) -> str:
+    """`<run id>-learner-<rank>`: unique on a cluster shared by several runs."""
+    return run_scoped(cfg, f"learner-{rank}")
+
+
 class LearnerGroup:
     def __init__(self, cfg: EmpathyRLConfig, placement: Optional[Placement] = None):
         """Start `learner.num_workers` ranks in `placement` (reserved here, for learners only, if None)."""
@@ -40,7 +45,7 @@ class LearnerGroup:
         actor_cls = ray.remote(LearnerWorker)
         self.workers = [
             actor_cls.options(
-                name=f"learner-{rank}",
+                name=learner_actor_name(cfg, rank),
                 runtime_env={"env_vars": learner_env(cfg)},
                 **self.placement.learner_slot(rank).options(),
             ).remote(cfg, rank, lc.num_workers)

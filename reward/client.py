@@ -2,7 +2,9 @@
 
 `reward.service` picks the way:
 
-- `start`: the run deploys its own Serve app (`reward.app_name`) and deletes it at shutdown;
+- `start`: the run deploys its own Serve app and deletes it at shutdown; the trainer names it
+  `<run id>-<reward.app_name>` (`empathy_rl.config.reward_app_name`), so runs sharing a cluster each
+  own one, and passes that name here as `app_name` (also the app's HTTP route prefix);
 - `attach`: a handle to an app already running in the same Ray cluster (`empathy-rl serve-reward`),
   which the run never deletes;
 - `url`: the HTTP face of a service anywhere (`reward.service_url`), with the bearer token from the
@@ -194,6 +196,7 @@ class RewardClient:
     def __init__(self, cfg: RewardConfig, start: Optional[bool] = None, http_port: Optional[int] = None, log_level: str = "WARNING"):
         """`start` overrides `reward.service` (True = start, False = attach); `http_port` also serves HTTP (start only)."""
         self.cfg = cfg
+        self.app_name = cfg.app_name  # the Serve app it deploys (start) or attaches to; unused by url
         self.mode = cfg.service if start is None else ("start" if start else "attach")
         self.owns_app = False
         self.handle: Any = None

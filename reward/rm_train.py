@@ -20,6 +20,7 @@ storage must be a local or shared directory, every worker calls `ray.train.repor
 from __future__ import annotations
 
 import concurrent.futures
+import dataclasses
 import json
 import logging
 import math
@@ -263,7 +264,10 @@ def train_reward_model(cfg: EmpathyRLConfig, progress: bool = True) -> dict[str,
         "seed": rm.seed, "epochs": rm.epochs, "batch_size": rm.batch_size, "lr": rm.lr, "weight_decay": rm.weight_decay,
         "margin": rm.margin, "max_text_chars": rm.max_text_chars, "threads": 0 if rm.use_gpu else max(1, int(rm.num_cpus_per_worker)),
     }
-    init_ray(cfg)
+    # Ray Train V2's PlacementGroupCleaner polls the controller through the State API, which needs
+    # the dashboard; without it a local run logs "Failed to query Ray Train Controller actor state"
+    # every few seconds. So a local cluster started for train-rm always has the dashboard (~2 s).
+    init_ray(dataclasses.replace(cfg, cluster=dataclasses.replace(cfg.cluster, include_dashboard=True)))
     name = f"train-rm-{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}"
     log.info("train-rm: Ray Train fit on %d worker(s), %d epochs", rm.num_workers, rm.epochs)
     ckpt_dir, fit_seconds, last_metrics = _fit(cfg, loop_config, name)

@@ -132,6 +132,10 @@ class RewardDeployment:
 def build_reward_app(cfg: RewardConfig, log_level: str = "WARNING", token: Optional[Secret] = None):
     """The Serve application for `serve.run`: replicas or autoscaling, resources and rollout from config.
 
+With `reward.placement_group` every replica gets a placement group of one bundle holding its
+`num_cpus_per_replica` / `num_gpus_per_replica` (the replica actor takes exactly that bundle), so
+replicas are reserved like the learners and engines; Serve creates and removes the groups.
+
     Access logs are off: at one line per scored chunk they would bury the driver's step lines.
     """
     scaling: dict[str, Any]
@@ -145,6 +149,9 @@ def build_reward_app(cfg: RewardConfig, log_level: str = "WARNING", token: Optio
         }
     else:
         scaling = {"num_replicas": cfg.num_replicas}
+    if cfg.placement_group:  # one bundle per replica, exactly the replica actor's resources (Serve reserves and removes it)
+        bundle = {k: float(v) for k, v in (("CPU", cfg.num_cpus_per_replica), ("GPU", cfg.num_gpus_per_replica)) if v > 0}
+        scaling.update(placement_group_bundles=[bundle], placement_group_strategy="PACK")
     return RewardDeployment.options(
         logging_config={"log_level": log_level, "enable_access_log": False},
         ray_actor_options={"num_cpus": cfg.num_cpus_per_replica, "num_gpus": cfg.num_gpus_per_replica},

@@ -17,13 +17,18 @@ from typing import Callable, Optional, Sequence
 
 import ray
 
-from empathy_rl.config import EmpathyRLConfig
+from empathy_rl.config import EmpathyRLConfig, run_scoped
 from empathy_rl.placement import Placement
 from empathy_rl.remote import wait_named
 from empathy_rl.sharding import even_slices, token_balanced_slices
 from rollout.supervision import generate_supervised
 from rollout.types import Candidate, Prompt, RolloutBatch
 from rollout.vllm_engine import RolloutWorker, engine_env
+
+
+def rollout_actor_name(cfg: EmpathyRLConfig, engine: int) -> str:
+    """`<run id>-rollout-<engine>`: unique on a cluster shared by several runs."""
+    return run_scoped(cfg, f"rollout-{engine}")
 
 
 class RolloutPool:
@@ -39,7 +44,7 @@ class RolloutPool:
             slot = self.placement.rollout_slot(i)
             self.workers.append(
                 actor_cls.options(
-                    name=f"rollout-{i}",
+                    name=rollout_actor_name(cfg, i),
                     runtime_env={"env_vars": {**engine_env(cfg), **slot.env}},
                     max_concurrency=2,  # the driver may poll the version while a call runs; LLM calls take a lock
                     max_restarts=r.max_restarts,  # a dead engine is restarted; rollout.supervision re-syncs it and re-issues its prompts

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 import ray
 
-from empathy_rl.config import load_config
+from empathy_rl.config import load_config, run_scoped
 
 REPO = Path(__file__).resolve().parents[1]
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1200)]
@@ -94,7 +94,7 @@ def test_rollout_actor_killed_mid_generation_is_restarted_and_its_prompts_reissu
 def test_reward_replica_killed_is_replaced_and_the_step_completes(trainer):
     from ray.util.state import list_actors
 
-    app = trainer.cfg.reward.app_name
+    app = trainer.reward.app_name  # the run's own app: <run id>-<reward.app_name>
     address = ray.get_runtime_context().gcs_address
     replicas = [a for a in list_actors(address=address, filters=[("state", "=", "ALIVE")]) if (a.class_name or "").startswith(f"ServeReplica:{app}:")]
     assert len(replicas) == 1
@@ -136,10 +136,12 @@ def test_learner_killed_stops_the_run_naming_it_and_the_checkpoint_stays_resumab
         trainer.train_step()
     assert resolve_resume(trainer.run.path, "auto") == saved
     assert read_state(saved)["step"] == trainer.step and (saved / "deepspeed").is_dir() and (saved / "policy").is_dir()
+    engines = {run_scoped(trainer.cfg, f"rollout-{i}") for i in range(2)}
+    assert engines <= set(ray.util.list_named_actors())  # the run's actors carry its run id
     trainer.pool.shutdown()
     trainer.learner.shutdown()
     for _ in range(50):  # killing is asynchronous: bounded polling
-        left = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(("learner-", "rollout-"))]
+        left = [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(run_scoped(trainer.cfg, ""))]
         if not left:
             break
         time.sleep(0.2)

@@ -2,10 +2,12 @@
 real weight sync: `collective_rpc` arguments cross to the engine process through msgpack there, so
 this is the path where a dataclass bucket index used to arrive as a dict. A rollout pool with that
 engine and a DeepSpeed learner group on local Ray (2 CPUs): after a training step and a verified
-sync, the engine holds exactly the learner's bytes and their log-probs agree. Short on purpose: no
-warm start, two prompts."""
+sync, the engine holds exactly the learner's bytes and their log-probs agree. Then the whole loop
+(`GRPOTrainer.fit`, two steps) with that engine. Short on purpose: no warm start, two prompts."""
 
 from __future__ import annotations
+
+import json
 
 import pytest
 import ray
@@ -94,3 +96,40 @@ def test_sync_to_a_dead_engine_names_the_worker(setup):
     ray.kill(pool.workers[0])
     with pytest.raises(WeightSyncError, match=r"weight sync \(object-store reload\) failed on rollout worker 0"):
         sync.push(2)
+
+
+def test_grpo_loop_with_the_multiprocess_engine(tiny_model_dir, bundled_data_dir, tmp_path):
+    """Two GRPO steps of the real loop with the multiprocess engine: after each step's sync the engine
+    serves the learner's weights (log-prob gap < 1e-3, version 2 at the end).
+
+    Resources are small on purpose (0.25 CPU each): run after the tests above, it joins their Ray
+    cluster beside their still-reserved groups, with its own run-scoped names; run alone, it starts
+    and stops its own cluster."""
+    from empathy_rl.config import run_id
+    from empathy_rl.driver import GRPOTrainer
+
+    cfg = load_config(
+        "configs/tiny-cpu.yaml",
+        [
+            f"model.path={tiny_model_dir}", f"data.prepared_dir={bundled_data_dir}", f"trainer.run_dir={tmp_path / 'run'}",
+            "rollout.engine_multiprocessing=true", "rollout.num_workers=1", "learner.num_workers=1",
+            "rollout.num_cpus_per_worker=0.25", "learner.num_cpus_per_worker=0.25",
+            "warmstart.steps=0", "trainer.total_steps=2", "trainer.prompts_per_step=2", "trainer.eval_every=0",
+            "reward.encoder=minilm", "reward.answer_threshold=0.1", "model.max_response_len=24", "sync.timeout_s=300",
+            "logging.progress_bar=false", "logging.plots=false",
+        ],
+    )
+    trainer = GRPOTrainer(cfg)
+    try:
+        trainer.fit()
+        names = set(ray.util.list_named_actors())  # names in this namespace
+        assert {f"{run_id(cfg)}-learner-0", f"{run_id(cfg)}-rollout-0"} <= names  # the run's actors carry its run id
+        assert trainer.pool.versions() == [2]
+    finally:
+        trainer.shutdown()
+    records = [json.loads(line) for line in (tmp_path / "run" / "metrics.jsonl").read_text().splitlines()]
+    steps = [r for r in records if r["phase"] == "grpo"]
+    print("\nmultiprocess loop: logprob_gap per step", [f"{r['train/logprob_gap']:.2e}" for r in steps])
+    assert [r["step"] for r in steps] == [1, 2]
+    assert all(r["train/logprob_gap"] < 1e-3 for r in steps), [r["train/logprob_gap"] for r in steps]
+    assert [r["rollout/policy_version"] for r in steps] == [1.0, 2.0]

@@ -93,3 +93,40 @@ def test_a_group_the_cluster_cannot_hold_fails_with_what_it_asked(local_ray):
     with pytest.raises(PlacementError, match="learner group not ready after 1 s.*'CPU': 3.0"):
         Placement(cfg, roles=("learner",))
     assert all(t["state"] == "REMOVED" for t in ray.util.placement_group_table().values())
+
+
+def test_run_names_are_disjoint_across_run_directories(tmp_path):
+    from empathy_rl.config import ConfigError, reward_app_name, run_id, run_scoped
+    from learner.group import learner_actor_name
+    from rollout.pool import rollout_actor_name
+
+    def names(cfg) -> set[str]:
+        return {learner_actor_name(cfg, 0), rollout_actor_name(cfg, 0), run_scoped(cfg, "learner-group"), reward_app_name(cfg)}
+
+    a = _cfg(f"trainer.run_dir={tmp_path / 'a' / 'run'}")
+    b = _cfg(f"trainer.run_dir={tmp_path / 'b' / 'run'}")  # same basename, other directory
+    assert run_id(a).startswith("run-") and run_id(a) != run_id(b)
+    assert run_id(a) == run_id(_cfg(f"trainer.run_dir={tmp_path / 'a' / 'run'}"))  # stable: a resumed run gets its names back
+    assert not names(a) & names(b)
+    assert learner_actor_name(a, 1) == f"{run_id(a)}-learner-1" and reward_app_name(a) == f"{run_id(a)}-empathy-reward"
+    assert reward_app_name(_cfg("reward.service=attach")) == "empathy-reward"  # a shared service keeps its name
+    named = _cfg("trainer.run_name=exp-7")
+    assert rollout_actor_name(named, 2) == "exp-7-rollout-2" and reward_app_name(named) == "exp-7-empathy-reward"
+    assert run_id(_cfg("trainer.run_dir=runs/my run!")).startswith("my-run-")
+    with pytest.raises(ConfigError, match="trainer.run_name='a/b'"):
+        _cfg("trainer.run_name=a/b")
+
+
+def test_two_runs_reserve_their_own_groups_side_by_side(local_ray, tmp_path):
+    from empathy_rl.config import run_id
+
+    runs = [_cfg(f"trainer.run_dir={tmp_path / name}", "learner.num_cpus_per_worker=0.25", "rollout.num_cpus_per_worker=0.25") for name in ("one", "two")]
+    placements = [Placement(cfg) for cfg in runs]
+    try:
+        for cfg, placement in zip(runs, placements):
+            names = {_table(group)["name"] for _, group in placement.groups}
+            assert names == {f"{run_id(cfg)}-learner-group", f"{run_id(cfg)}-rollout-engine-0"}
+            assert all(_table(group)["state"] == "CREATED" for _, group in placement.groups)
+    finally:
+        for placement in placements:
+            placement.remove()

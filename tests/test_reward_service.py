@@ -10,6 +10,7 @@ import json
 import os
 import socket
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -331,6 +332,14 @@ def test_url_mode_config_rules() -> None:
         load_config(None, ["model.path=x", "reward.service=url", "reward.service_url=http://h:8000/empathy-reward", "reward.chunk_size=300"])
 
 
+def test_reward_placement_group_needs_a_resource() -> None:
+    from empathy_rl.config import load_config
+
+    with pytest.raises(ConfigError, match="reward.placement_group=true needs reward.num_cpus_per_replica or reward.num_gpus_per_replica > 0"):
+        load_config(None, ["model.path=x", "reward.placement_group=true", "reward.num_cpus_per_replica=0"])
+    assert load_config("configs/qwen3-8b.yaml").reward.placement_group  # the GPU preset reserves its replicas
+
+
 # ------------------------------------------------------------------------------------------------
 # On a real local Ray Serve (one Ray per module)
 # ------------------------------------------------------------------------------------------------
@@ -408,8 +417,10 @@ def _as_json(items: list[ScoreRequest]) -> bytes:
 @pytest.mark.slow
 def test_scores_components_in_input_order(client) -> None:
     items = ITEMS * 3  # 15 items -> several chunks scored concurrently and batched together
+    start = time.perf_counter()
     scores, seconds = client.score(items, chunk_size=2)
-    assert len(scores) == 15 and seconds > 0
+    wall = time.perf_counter() - start
+    assert len(scores) == 15 and 0 < seconds <= wall  # the reported time is this call's own
     for i in range(0, 15, 5):
         related, unrelated, malformed, referral, no_referral = scores[i : i + 5]
         assert related.format == unrelated.format == 1.0 and related.failure == ""
@@ -509,6 +520,29 @@ def test_url_and_attach_clients_leave_the_app_running(client) -> None:
         other.shutdown()
         assert "empathy-reward" in serve.status().applications  # neither client deletes what it did not start
     assert client.score(ITEMS[:1])[0][0].format == 1.0
+
+
+@pytest.mark.slow
+def test_replicas_run_in_their_own_placement_groups(serve_port) -> None:
+    import ray
+    from ray.util.placement_group import placement_group_table
+
+    from reward.serve_app import RewardClient
+
+    app = "reward-placed"
+    owned = lambda: [g for g in placement_group_table().values() if app in g["name"]]  # noqa: E731  (Serve names them after the replica)
+    placed = RewardClient(_cfg(app_name=app, placement_group=True, num_cpus_per_replica=0.5, num_replicas=1))
+    try:
+        groups = owned()
+        assert [(g["state"], list(g["bundles"].values())) for g in groups] == [("CREATED", [{"CPU": 0.5}])]
+        scores, _ = placed.score(ITEMS[:2])
+        assert [s.format for s in scores] == [1.0, 1.0]
+        bundle_cpu = f"CPU_group_0_{groups[0]['placement_group_id']}"  # the bundle's own resource: the replica holds all of it
+        assert ray.cluster_resources()[bundle_cpu] == 0.5 and ray.available_resources().get(bundle_cpu, 0.0) == 0.0
+    finally:
+        placed.shutdown()
+    gone = _eventually(owned, lambda gs: all(g["state"] == "REMOVED" for g in gs))
+    assert gone and all(g["state"] == "REMOVED" for g in gone), [(g["name"], g["state"]) for g in gone]
 
 
 @pytest.mark.slow

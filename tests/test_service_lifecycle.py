@@ -56,21 +56,27 @@ def _eventually(check, tries: int = 50, delay: float = 0.2):
     return check()
 
 
-def _assert_run_left_nothing(app: str) -> None:
+def _assert_run_left_nothing(cfg) -> None:
+    """Nothing named with the run's id is left: its reward app, actors, placement groups (which it did reserve)."""
     from ray import serve
     from ray.util.placement_group import placement_group_table
 
-    assert app not in serve.status().applications
-    run_actors = lambda: [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(("learner-", "rollout-"))]  # noqa: E731
+    from empathy_rl.config import reward_app_name, run_id
+
+    prefix = run_id(cfg) + "-"
+    assert reward_app_name(cfg) == prefix + cfg.reward.app_name
+    assert not [name for name in serve.status().applications if name.startswith(prefix)]
+    run_actors = lambda: [a for a in ray.util.list_named_actors(all_namespaces=True) if a["name"].startswith(prefix)]  # noqa: E731
     assert _eventually(lambda: not run_actors()), run_actors()
-    groups = placement_group_table().values()
-    assert all(g["state"] == "REMOVED" for g in groups if g["name"].startswith("empathy-rl-")), [(g["name"], g["state"]) for g in groups]
+    groups = [g for g in placement_group_table().values() if g["name"].startswith(prefix)]
+    assert groups and all(g["state"] == "REMOVED" for g in groups), [(g["name"], g["state"]) for g in groups]
     assert ray.is_initialized()  # the run joined this cluster and must not shut it down
 
 
 def test_setup_failing_in_the_constructor_after_the_reward_app_started_removes_it(metrics_port, tiny_model_dir, bundled_data_dir, tmp_path):
     from ray import serve
 
+    from empathy_rl.config import run_id
     from empathy_rl.driver import GRPOTrainer
     from empathy_rl.placement import PlacementError
 
@@ -94,8 +100,8 @@ def test_setup_failing_in_the_constructor_after_the_reward_app_started_removes_i
             GRPOTrainer(cfg)
     finally:
         GRPOTrainer._start_services = real
-    assert app in seen["apps"]
-    _assert_run_left_nothing(app)
+    assert f"{run_id(cfg)}-{app}" in seen["apps"]  # the run's own app, named with its run id
+    _assert_run_left_nothing(cfg)
 
 
 def test_learner_failing_to_load_its_model_stops_the_run_and_removes_everything(metrics_port, tiny_model_dir, bundled_data_dir, tmp_path):
@@ -107,7 +113,7 @@ def test_learner_failing_to_load_its_model_stops_the_run_and_removes_everything(
     args[0] = f"model.path={tmp_path / 'no-such-model'}"
     with pytest.raises(StageFailed, match=r"^learner rank 0: load_policy failed"):
         main(["grpo", "--config", str(REPO / "configs" / "tiny-cpu.yaml"), *args])
-    _assert_run_left_nothing(app)
+    _assert_run_left_nothing(load_config(REPO / "configs" / "tiny-cpu.yaml", args))
 
 
 @ray.remote(num_cpus=0)
