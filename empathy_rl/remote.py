@@ -33,7 +33,8 @@ class StageFailed(StageError):
     pass
 
 
-def _first_line(err: BaseException) -> str:
+def first_line(err: BaseException) -> str:
+    """The first line of an error's message (Ray errors carry whole remote tracebacks)."""
     text = str(err).strip()
     return text.splitlines()[0] if text else type(err).__name__
 
@@ -60,7 +61,7 @@ def wait_named(named_refs: Sequence[tuple[str, Any]], stage: str, timeout: float
             except ray.exceptions.GetTimeoutError as err:
                 raise StageTimeout(f"{names[ref]}: {stage} timed out after {timeout:g} s ({key})", names[ref], stage, err) from err
             except ray.exceptions.RayError as err:
-                raise StageFailed(f"{names[ref]}: {stage} failed: {_first_line(err)}", names[ref], stage, err) from err
+                raise StageFailed(f"{names[ref]}: {stage} failed: {first_line(err)}", names[ref], stage, err) from err
     return [results[ref] for _, ref in named_refs]
 
 
@@ -90,5 +91,5 @@ def wait_settled(named_refs: Sequence[tuple[str, Any]], stage: str, timeout: flo
         except ray.exceptions.GetTimeoutError as err:
             out.append(StageTimeout(f"{name}: {stage} timed out after {timeout:g} s ({key})", name, stage, err))
         except ray.exceptions.RayError as err:
-            out.append(StageFailed(f"{name}: {stage} failed: {_first_line(err)}", name, stage, err))
+            out.append(StageFailed(f"{name}: {stage} failed: {first_line(err)}", name, stage, err))
     return out

@@ -11,43 +11,36 @@ restarted run does not inherit a half-open communicator.
 
 from __future__ import annotations
 
-import time
 from typing import Any, Optional, Sequence
 
 from empathy_rl.config import EmpathyRLConfig
+from empathy_rl.remote import StageError, StageFailed, StageTimeout, first_line, wait_named
 
 
-class WeightSyncError(RuntimeError):
-    """A weight-sync call failed or timed out; the message names the stage and the actor."""
+class WeightSyncError(StageError):
+    """A weight-sync call failed or timed out; the message names the stage and the actor.
+
+    A `StageError` like every other stage's, so that the driver's fault handling (e.g. a learner
+    rank that died during a sync) sees who failed (`party`) and why (`cause`).
+    """
 
 
 def wait_all(named_refs: Sequence[tuple[str, Any]], stage: str, timeout: float) -> list[Any]:
     """Results of all refs in order, or `WeightSyncError` at the first failure or at the deadline.
 
-    Refs are checked as they finish, so a party that dies is reported at once, not after the others'
-    timeout (a broadcast waiting for a dead receiver would otherwise hide the real cause).
+    `remote.wait_named` checks refs as they finish, so a party that dies is reported at once, not
+    after the others' timeout (a broadcast waiting for a dead receiver would otherwise hide the cause).
     """
-    import ray
-
-    names = {ref: name for name, ref in named_refs}
-    results: dict[Any, Any] = {}
-    pending = [ref for _, ref in named_refs]
-    deadline = time.monotonic() + timeout
-    while pending:
-        left = deadline - time.monotonic()
-        ready, pending = ray.wait(pending, num_returns=1, timeout=max(left, 0.0))
-        if not ready:
-            waiting = ", ".join(names[ref] for ref in pending)
-            raise WeightSyncError(f"weight sync ({stage}) timed out after {timeout:g} s on {waiting} (sync.timeout_s)")
-        for ref in ready:
-            try:
-                results[ref] = ray.get(ref, timeout=max(deadline - time.monotonic(), 0.0))
-            except ray.exceptions.GetTimeoutError as err:
-                raise WeightSyncError(f"weight sync ({stage}) timed out after {timeout:g} s on {names[ref]} (sync.timeout_s)") from err
-            except ray.exceptions.RayError as err:
-                first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-                raise WeightSyncError(f"weight sync ({stage}) failed on {names[ref]}: {first}") from err
-    return [results[ref] for _, ref in named_refs]
+    try:
+        return wait_named(named_refs, f"weight sync ({stage})", timeout, "sync.timeout_s")
+    except StageTimeout as err:
+        raise WeightSyncError(
+            f"weight sync ({stage}) timed out after {timeout:g} s on {err.party} (sync.timeout_s)", err.party, err.stage, err.cause
+        ) from err.cause
+    except StageFailed as err:
+        raise WeightSyncError(
+            f"weight sync ({stage}) failed on {err.party}: {first_line(err.cause)}", err.party, err.stage, err.cause
+        ) from err.cause
 
 
 class WeightSync:
@@ -94,7 +87,10 @@ class WeightSync:
             self.pool.mark_version(version)
             return checksums
         if not self.group_ready:
-            raise WeightSyncError("weight sync (nccl broadcast) has no weight group: it was torn down after a failure or never set up")
+            raise WeightSyncError(
+                "weight sync (nccl broadcast) has no weight group: it was torn down after a failure or never set up",
+                party="driver", stage="weight sync (nccl broadcast)",
+            )
         try:
             plan = wait_all([("learner rank 0", self.learner.bucket_plan_ref())], "bucket plan", self.timeout)[0]
             wire = [index.to_wire() for index in plan]
