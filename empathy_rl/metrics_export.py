@@ -48,6 +48,7 @@ EXPORTED: tuple[Exported, ...] = (
     Exported("rollout/tokens_per_s", "empathy_rl_rollout_tokens_per_second", "gauge", "generated tokens per second of generation time"),
     Exported("rollout/response_len_mean", "empathy_rl_rollout_response_len_mean", "gauge", "mean response length in tokens"),
     Exported("rollout/policy_version", "empathy_rl_policy_version", "gauge", "policy version the rollout workers serve"),
+    Exported("rollout/worker_restarts_total", "empathy_rl_rollout_worker_restarts", "gauge", "rollout actors restarted so far in this run (Ray max_restarts)"),
     Exported("rollout/policy_lag", "empathy_rl_policy_version_lag", "gauge", "learner version minus the oldest version a trained candidate came from"),
     Exported("time/generate_s", "empathy_rl_time_generate_seconds", "gauge", "generation time of the step", "s"),
     Exported("time/reward_s", "empathy_rl_time_reward_seconds", "gauge", "reward time of the step", "s"),
