@@ -203,6 +203,15 @@ def select_records(records: Sequence[CounselingRecord], language: str, limit: in
     return chosen
 
 
+def _topic_index(items: Sequence[_Item]) -> dict[str, list[int]]:
+    """Positions of the items of each topic (items without a topic are left out): same-topic negatives."""
+    by_topic: dict[str, list[int]] = defaultdict(list)
+    for i, item in enumerate(items):
+        if item.topic:
+            by_topic[item.topic].append(i)
+    return by_topic
+
+
 def build_triples(
     records: Sequence[CounselingRecord],
     language: str,
@@ -216,10 +225,7 @@ def build_triples(
     rng = random.Random(f"{seed}:{language}:triples")
     items = _items((r for r in records if r.language == language), max_chars)
     out = TripleSet(language, queries=len(items))
-    by_topic: dict[str, list[int]] = defaultdict(list)
-    for i, item in enumerate(items):
-        if item.topic:
-            by_topic[item.topic].append(i)
+    by_topic = _topic_index(items)
     generic = generic_replies(language) if "generic" in negatives else ()
     for i, item in enumerate(items):
         echoes = {kind: make_echo(kind, item.query, rng, truncate_ratio) for kind in negatives if kind in ECHO_KINDS}
@@ -293,10 +299,7 @@ def build_eval_set(
     """Query, first answer, and one negative of each of `EVAL_KINDS` per held-out record."""
     rng = random.Random(f"{seed}:{language}:{split}:eval")
     items = _items((r for r in records if r.language == language), max_chars)
-    by_topic: dict[str, list[int]] = defaultdict(list)
-    for i, item in enumerate(items):
-        if item.topic:
-            by_topic[item.topic].append(i)
+    by_topic = _topic_index(items)
     out = EvalSet(language, split, negatives={k: [] for k in EVAL_KINDS})
     generic, offtopic = generic_replies(language), offtopic_texts(language)
     for i, item in enumerate(items):
