@@ -65,14 +65,9 @@ class LearnerWorker:
     # ------------------------------------------------------------------ set-up
     def address(self) -> tuple[str, int]:
         """This actor's node IP and a free port, for the rank-0 rendezvous."""
-        import socket
-
         import ray
 
-        with socket.socket() as s:
-            s.bind(("", self.cfg.learner.master_port))
-            port = s.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        return ray.util.get_node_ip_address(), _bindable_port(self.cfg.learner.master_port)
 
     def init_distributed(self, master_addr: str, master_port: int) -> None:
         os.environ.update(
@@ -359,16 +354,9 @@ class LearnerWorker:
 
         Never the DeepSpeed master port, which rank 0's TCPStore already holds.
         """
-        import socket
-
         import ray
 
-        port = self.cfg.sync.nccl_port
-        if not port:
-            with socket.socket() as s:
-                s.bind(("", 0))
-                port = s.getsockname()[1]
-        return ray.util.get_node_ip_address(), port
+        return ray.util.get_node_ip_address(), self.cfg.sync.nccl_port or _bindable_port(0)
 
     def init_weight_group(self, master_address: str, master_port: int, world_size: int) -> None:
         """Rank 0 joins the NCCL weight group as group rank 0 (GPU path)."""
@@ -451,6 +439,15 @@ class LearnerWorker:
             load_rng(rng)
         self._bucket_plan = None
         return int(self.engine.global_steps)
+
+
+def _bindable_port(port: int) -> int:
+    """`port` after checking it can be bound on this node (an error if it is taken); 0 = a free one."""
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("", port))
+        return s.getsockname()[1]
 
 
 def _grad_norm(module: torch.nn.Module) -> float:
