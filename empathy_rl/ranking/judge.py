@@ -12,14 +12,12 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import re
-import urllib.error
-import urllib.request
 from dataclasses import dataclass
-from typing import Any, Optional, Sequence
+from typing import Optional, Sequence
 
 from empathy_rl.config import RankConfig
+from empathy_rl.openai_compat import EndpointError, chat_completion
 from empathy_rl.ranking.sets import Case
 from empathy_rl.ranking.store import RankingStore
 
@@ -66,29 +64,15 @@ def parse_ranking(content: str, n: int) -> Optional[list[int]]:
 
 
 def _chat(cfg: RankConfig, prompt: str) -> str:
-    url = cfg.judge_url.rstrip("/") + "/chat/completions"
-    body = json.dumps({
-        "model": cfg.judge_model, "temperature": cfg.judge_temperature,
-        "messages": [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
-    }).encode("utf-8")
-    headers = {"Content-Type": "application/json"}
-    key = os.environ.get(cfg.judge_key_env, "") if cfg.judge_key_env else ""
-    if key:
-        headers["Authorization"] = f"Bearer {key}"
-    request = urllib.request.Request(url, data=body, headers=headers, method="POST")
     try:
-        with urllib.request.urlopen(request, timeout=cfg.judge_timeout_s) as response:
-            payload: Any = json.loads(response.read().decode("utf-8"))
-    except urllib.error.HTTPError as err:
-        raise JudgeError(f"judge {url} answered HTTP {err.code} (check rank.judge_model and ${cfg.judge_key_env})") from err
-    except (urllib.error.URLError, TimeoutError, OSError) as err:
-        raise JudgeError(f"judge {url} unreachable: {err} (rank.judge_url, rank.judge_timeout_s)") from err
-    except json.JSONDecodeError as err:
-        raise JudgeError(f"judge {url} did not answer JSON") from err
-    try:
-        return str(payload["choices"][0]["message"]["content"])
-    except (KeyError, IndexError, TypeError) as err:
-        raise JudgeError(f"judge {url} answered without choices[0].message.content") from err
+        return chat_completion(
+            cfg.judge_url, cfg.judge_model,
+            [{"role": "system", "content": SYSTEM_PROMPT}, {"role": "user", "content": prompt}],
+            timeout_s=cfg.judge_timeout_s, key_env=cfg.judge_key_env, temperature=cfg.judge_temperature,
+            hint=f"(check rank.judge_url, rank.judge_model, rank.judge_timeout_s and ${cfg.judge_key_env})",
+        )
+    except EndpointError as err:
+        raise JudgeError(f"judge {err}") from err
 
 
 def run_judge(cfg: RankConfig, cases: Sequence[Case], store: RankingStore, progress: bool = True) -> JudgeResult:
