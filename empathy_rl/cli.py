@@ -3,6 +3,7 @@
     empathy-rl make-tiny-model OUT_DIR [--seed N] [--no-shared-data]
     empathy-rl prepare-data --config configs/tiny-cpu.yaml [key=value ...]
     empathy-rl grpo --config configs/tiny-cpu.yaml [--resume auto|PATH] [key=value ...]
+    empathy-rl pipeline --config configs/tiny-cpu.yaml [--from STAGE] [--dry-run] [key=value ...]
     empathy-rl show-config --config configs/qwen3-8b.yaml [key=value ...]
     empathy-rl plot RUN_DIR
     empathy-rl train-rm --config configs/tiny-cpu.yaml [key=value ...]
@@ -10,6 +11,8 @@
     empathy-rl score --config configs/tiny-cpu.yaml --input IN.jsonl [--output OUT.jsonl] [key=value ...]
     empathy-rl eval --config configs/tiny-cpu.yaml --system NAME=PATH [--system ...] [--split test] [--output DIR] [key=value ...]
     empathy-rl rank {export,serve,report,judge} --config configs/tiny-cpu.yaml [--sets DIR] [key=value ...]
+    empathy-rl draft-coe --config configs/tiny-cpu.yaml [--prepared-dir DIR] [--output OUT.jsonl] [key=value ...]
+    empathy-rl review --input drafts.jsonl --reviewer NAME [--host H] [--port N] [--config C] [key=value ...]
 
 Overrides are OmegaConf dot-lists (`trainer.total_steps=20 rollout.num_workers=2`). The config is
 merged and validated before anything starts; a bad key or value exits with status 2 and a message
@@ -21,6 +24,8 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+import time
+from pathlib import Path
 from typing import Sequence
 
 from empathy_rl.config import ConfigError, load_config, to_yaml
@@ -125,6 +130,58 @@ def cmd_train_rm(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_pipeline(args: argparse.Namespace) -> int:
+    """prepare-data -> sft -> train-rm -> grpo -> eval, skipping stages whose output is up to date."""
+    from empathy_rl.pipeline import Pipeline, PipelineError
+
+    cfg = load_config(args.config, args.overrides)
+    _setup_logging(cfg.logging.level)
+    pipeline = Pipeline(cfg, progress=cfg.logging.progress_bar)
+    if args.dry_run:
+        for name, decision in pipeline.plan(args.from_stage):
+            print(f"{name:13s} {decision}")
+        return 0
+    t0 = time.perf_counter()
+    try:
+        records = pipeline.run(args.from_stage)
+    except PipelineError as err:
+        print(f"empathy-rl: error: {err}", file=sys.stderr)
+        return 1
+    print(f"\npipeline finished in {time.perf_counter() - t0:.0f} s (records in {cfg.pipeline.state_dir}/)")
+    for name, rec in records.items():
+        state = "skipped (up to date)" if rec.get("skipped") else f"ran in {rec.get('seconds', 0):.0f} s"
+        print(f"  {name:13s} {state:22s} -> {rec.get('output', '')}")
+    report = Path(cfg.eval.output_dir) / "report.json"
+    if "eval" in records and report.is_file():
+        from empathy_rl.eval_report import component_table, load_report
+
+        print(f"\nevaluation ({cfg.eval.split} split, {cfg.eval.decoding} decoding; components averaged over all answers):")
+        print(component_table(load_report(report)))
+    return 0
+
+
+def cmd_draft_coe(args: argparse.Namespace) -> int:
+    """A teacher model drafts CoE SFT examples for prepared records (empathy_rl/drafting.py)."""
+    from empathy_rl.drafting import draft_coe, summary_path
+    from empathy_rl.openai_compat import EndpointError
+
+    cfg = load_config(args.config, args.overrides)
+    if args.prepared_dir:
+        cfg.draft.prepared_dir = args.prepared_dir
+    if args.output:
+        cfg.draft.output = args.output
+    _setup_logging(cfg.logging.level)
+    try:
+        summary = draft_coe(cfg)
+    except EndpointError as err:
+        print(f"empathy-rl: teacher error: {err}\n  finished records are in {cfg.draft.output}; re-run to resume "
+              f"(summary: {summary_path(cfg.draft.output)})", file=sys.stderr)
+        return 1
+    print(summary.format())
+    print(f"summary written to {summary_path(cfg.draft.output)}")
+    return 0
+
+
 def cmd_show_config(args: argparse.Namespace) -> int:
     print(to_yaml(load_config(args.config, args.overrides)), end="")
     return 0
@@ -178,6 +235,17 @@ def build_parser() -> argparse.ArgumentParser:
         help="continue from the run directory's latest complete checkpoint (auto) or from checkpoint PATH (sets checkpoint.resume)",
     )
     p.set_defaults(func=cmd_grpo)
+    p = sub.add_parser("pipeline", help="prepare-data -> sft -> train-rm -> grpo -> eval from one config; up-to-date stages are skipped")
+    _config_args(p)
+    p.add_argument("--from", dest="from_stage", metavar="STAGE",
+                   help="force STAGE and every stage after it (prepare-data, sft, train-rm, grpo, eval)")
+    p.add_argument("--dry-run", action="store_true", help="print which stages would run or be skipped, and why; run nothing")
+    p.set_defaults(func=cmd_pipeline)
+    p = sub.add_parser("draft-coe", help="draft CoE SFT examples for prepared records with a teacher model (endpoint or local vLLM)")
+    _config_args(p)
+    p.add_argument("--prepared-dir", help="prepared data directory to draft for (sets draft.prepared_dir; default data.prepared_dir)")
+    p.add_argument("--output", "-o", help="CoE JSONL to append drafts to (sets draft.output); re-runs skip ids already in it")
+    p.set_defaults(func=cmd_draft_coe)
     p = sub.add_parser("plot", help="draw PNG plots of a run directory's metrics (finished or still running) into RUN_DIR/plots")
     p.add_argument("run_dir")
     p.set_defaults(func=cmd_plot)
@@ -193,6 +261,9 @@ def build_parser() -> argparse.ArgumentParser:
     from empathy_rl.eval_cli import add_parsers  # eval + rank (human ranking): their own module
 
     add_parsers(sub, _config_args)
+    from empathy_rl.review.command import add_parser as add_review_parser  # review of CoE drafts: its own module
+
+    add_review_parser(sub, _config_args)
     return parser
 
 

@@ -332,6 +332,54 @@ class RankConfig:
 
 
 @dataclass
+class ReviewConfig:
+    # `empathy-rl review`: the local page on which a person accepts, edits or rejects CoE drafts (docs/sft.md).
+    host: str = "127.0.0.1"  # address of the review page (loopback: the page has no login); --host overrides
+    port: int = 8766  # port of the review page (0 = a free one, printed at start); --port overrides
+    max_field_chars: int = 20000  # longest layer, answer or notes text one edit may save
+    lock_timeout_s: float = 10.0  # how long a decision waits for <file>.lock held by another review server of the same file
+
+
+@dataclass
+class DraftConfig:
+    # `empathy-rl draft-coe`: a teacher model drafts CoE SFT examples for prepared records (docs/sft.md).
+    prepared_dir: Optional[str] = None  # prepared data to draft for; None = data.prepared_dir (the command's --prepared-dir overrides)
+    split: str = "train"  # prepared split whose records get drafts
+    languages: list[str] = field(default_factory=list)  # only records in these languages (zh, en); empty = all
+    max_records: int = 0  # the first N selected records in file order, done ones included (0 = all)
+    output: str = "runs/coe/drafts.jsonl"  # CoE JSONL (empathy_rl/coe_data.py) appended record by record; re-runs skip ids already in it
+    teacher_url: Optional[str] = None  # OpenAI-compatible base URL of the teacher, e.g. http://127.0.0.1:8000/v1 (exactly one of teacher_url / teacher_path)
+    teacher_model: str = ""  # model name sent to the endpoint and stored as provenance.model (teacher_path: default the directory)
+    teacher_key_env: str = "EMPATHY_RL_TEACHER_KEY"  # environment variable holding the endpoint's API key (never in config files); unset = no key sent
+    teacher_path: Optional[str] = None  # local Hugging Face model directory run in-process with vLLM instead of an endpoint
+    timeout_s: float = 120.0  # HTTP timeout of one teacher request
+    temperature: float = 0.7  # sampling temperature of the teacher (> 0 so that a retry can differ)
+    max_tokens: int = 1024  # tokens the teacher may generate per draft
+    concurrency: int = 4  # requests in flight at once: HTTP threads, or prompts per vLLM batch with teacher_path
+    max_attempts: int = 3  # tries per record (a new seed each) before it is written as failed
+    seed: int = 0  # base sampling seed; each record and attempt derives its own
+    prompt_style: str = "full"  # CoE system prompt style (empathy_rl.coe.system_prompt): full | compact
+    instructions_file: Optional[str] = None  # YAML with en/zh drafting instructions added to the system prompt; None = empathy_rl/assets/draft_instructions.yaml
+    strip_think: bool = True  # drop a leading <think>...</think> block (reasoning teachers) before parsing
+    anonymize: bool = True  # run the anonymizer on each query before it is sent or written (a no-op on text prepare-data already anonymized)
+    local_dtype: str = "float32"  # teacher_path: vLLM dtype (float32 | bfloat16 | float16)
+    local_max_model_len: int = 4096  # teacher_path: prompt + draft tokens vLLM reserves per sequence
+    local_kv_cache_space_gib: int = 1  # teacher_path on CPU: VLLM_CPU_KVCACHE_SPACE
+    local_gpu_memory_utilization: float = 0.8  # teacher_path on cluster.device=cuda: share of GPU memory vLLM may take
+    local_enable_thinking: bool = False  # teacher_path: passed to the chat template (Qwen3 thinks unless told not to)
+
+
+@dataclass
+class PipelineConfig:
+    stages: list[str] = field(  # stages `empathy-rl pipeline` runs, in this order (drop one to use an existing output)
+        default_factory=lambda: ["prepare-data", "sft", "train-rm", "grpo", "eval"]
+    )
+    state_dir: str = "runs/pipeline"  # one record per finished stage (fingerprint of its inputs, output, seconds)
+    on_rerun: str = "backup"  # an output that must be rebuilt: backup (move to <dir>.bak-<time>) | replace (delete)
+    eval_base: bool = False  # also evaluate the base model (model.path) next to the SFT policy and the GRPO run
+
+
+@dataclass
 class EmpathyRLConfig:
     model: ModelConfig = field(default_factory=ModelConfig)
     data: DataConfig = field(default_factory=DataConfig)
@@ -349,6 +397,9 @@ class EmpathyRLConfig:
     cluster: ClusterConfig = field(default_factory=ClusterConfig)
     eval: EvalConfig = field(default_factory=EvalConfig)
     rank: RankConfig = field(default_factory=RankConfig)
+    review: ReviewConfig = field(default_factory=ReviewConfig)
+    draft: DraftConfig = field(default_factory=DraftConfig)
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -356,6 +407,7 @@ class EmpathyRLConfig:
 # --------------------------------------------------------------------------------------------
 
 _CHOICES: dict[str, tuple[str, ...]] = {
+    "pipeline.on_rerun": ("backup", "replace"),
     "model.dtype": ("float32", "bfloat16", "float16"),
     "data.on_bad_row": ("error", "skip"),
     "rollout.overlong_prompt": ("truncate", "drop"),
@@ -380,6 +432,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
     "eval.split": ("train", "validation", "test"),
     "eval.decoding": ("greedy", "sample"),
     "eval.zh_tokenizer": ("char", "jieba"),
+    "draft.split": ("train", "validation", "test"),
+    "draft.prompt_style": ("full", "compact"),
+    "draft.local_dtype": ("float32", "bfloat16", "float16"),
     "cluster.layout": ("split", "colocated"),
 }
 _SOURCE_CHOICES = {
@@ -499,11 +554,23 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("rank.confidence", 0, 1, False),
     ("rank.judge_timeout_s", 0, None, False),
     ("rank.judge_temperature", 0, None, True),
+    ("review.port", 0, 65535, True),
+    ("review.max_field_chars", 1, None, True),
+    ("review.lock_timeout_s", 0, None, False),
     ("trainer.learner_restarts", 0, None, True),
     ("timeouts.startup_s", 0, None, False),
     ("timeouts.generate_s", 0, None, False),
     ("timeouts.train_s", 0, None, False),
     ("timeouts.checkpoint_s", 0, None, False),
+    ("draft.max_records", 0, None, True),
+    ("draft.timeout_s", 0, None, False),
+    ("draft.temperature", 0, None, True),
+    ("draft.max_tokens", 1, None, True),
+    ("draft.concurrency", 1, None, True),
+    ("draft.max_attempts", 1, None, True),
+    ("draft.local_max_model_len", 16, None, True),
+    ("draft.local_kv_cache_space_gib", 1, None, True),
+    ("draft.local_gpu_memory_utilization", 0, 1, False),
 ]
 
 
@@ -622,6 +689,24 @@ def _validate_eval(cfg: EmpathyRLConfig) -> None:
         raise ConfigError(f"rank.judge_url={cfg.rank.judge_url!r} must start with http:// or https://")
     if not is_loopback_host(cfg.rank.host):
         raise ConfigError(f"rank.host={cfg.rank.host!r} is not loopback: the ranking page has no login, so it only binds to this machine (127.0.0.1)")
+    if not is_loopback_host(cfg.review.host):
+        raise ConfigError(f"review.host={cfg.review.host!r} is not loopback: the review page has no login, so it only binds to this machine (127.0.0.1)")
+
+
+def _validate_draft(d: DraftConfig) -> None:
+    """Rules of the `draft` section that hold for every command. Which teacher is set (exactly one of
+    draft.teacher_url / draft.teacher_path) is checked by `draft-coe` itself, since other commands
+    leave both unset."""
+    for i, lang in enumerate(d.languages):
+        if lang not in ("zh", "en"):
+            raise ConfigError(f"draft.languages[{i}]={lang!r} is not allowed; choose from zh, en")
+    if d.teacher_url is not None and not d.teacher_url.startswith(("http://", "https://")):
+        raise ConfigError(f"draft.teacher_url={d.teacher_url!r} must start with http:// or https://")
+    if d.max_attempts > 1 and d.temperature == 0:
+        raise ConfigError(
+            f"draft.max_attempts={d.max_attempts} with draft.temperature=0: greedy retries repeat the same output; "
+            "set draft.temperature > 0 or draft.max_attempts=1"
+        )
 
 
 def _validate_gpu_run(cfg: EmpathyRLConfig) -> None:
@@ -696,6 +781,7 @@ def validate(cfg: EmpathyRLConfig) -> None:
             raise ConfigError(f"data.sources[{i}].min_answer_chars must be >= 0")
     _validate_reward_model(cfg.reward_model)
     _validate_eval(cfg)
+    _validate_draft(cfg.draft)
     if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
         raise ConfigError("data.val_fraction + data.test_fraction must be < 1 so that a train split remains")
     if len(cfg.learner.betas) != 2 or not all(0 <= b < 1 for b in cfg.learner.betas):

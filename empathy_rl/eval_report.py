@@ -107,6 +107,20 @@ def format_table(report: Any) -> str:
     return "\n".join([fmt_row(head), fmt_row(tuple("-" * w for w in widths)), *(fmt_row(r) for r in rows)])
 
 
+def component_table(report: Any) -> str:
+    """One row per system over all languages: each reward component beside the total, so that a
+    component that never moves (or only mirrors the format) is visible at a glance."""
+    head = ("system", "format", "answer", "similarity", "crisis", "reward", "BLEU-1", "ROUGE-L")
+    rows = []
+    for name, blocks in report.systems.items():
+        r, m = blocks["all"]["reward"], blocks["all"]["metrics"]
+        rows.append((name, _fmt(r["format_pass_rate"]), _fmt(r["answer_reward_mean"]), _fmt(r["similarity_mean"], 1, 3),
+                     _fmt(r["crisis_handled_rate"]), _fmt(r["reward_mean"]), _fmt(m["bleu1"], 100), _fmt(m["rouge_l"], 100)))
+    widths = [max(len(str(x)) for x in col) for col in zip(head, *rows)]
+    fmt_row = lambda row: "  ".join(str(x).ljust(w) for x, w in zip(row, widths))  # noqa: E731
+    return "\n".join([fmt_row(head), fmt_row(tuple("-" * w for w in widths)), *(fmt_row(r) for r in rows)])
+
+
 def write_plots(report: Any, out: Path) -> list[Path]:
     """metrics.png (reference metrics) and reward.png (format pass rate, reward), bars with intervals."""
     import matplotlib

@@ -1,5 +1,6 @@
 """A small local web app (standard library only) that review pages register routes on.
 
-`server.App` holds the routes; `ranking.pages` adds the Win@K ranking pages. Other review pages
-(e.g. SFT data review) add their own routes to the same `App` and share one server.
+`server.App` holds the routes; `ranking.pages` adds the Win@K ranking pages and `review.pages`
+the review of drafted CoE examples; both can share one `App` and one server. `templates` reads
+page templates (HTML, CSS, JS) shipped as package files.
 """

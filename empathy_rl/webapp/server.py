@@ -5,6 +5,11 @@ local rater; no framework start-up, nothing to install, and tests start it in a 
 milliseconds. A route is `(method, pattern)` with `{name}` placeholders; a handler takes a
 `Request` and returns a `Response`. Errors become JSON or plain-text 4xx/5xx replies that never
 echo the submitted text.
+
+The pages have no login and bind to loopback, so two checks keep other web sites out: a server on
+a loopback address answers only requests whose Host is a loopback name (a DNS-rebinding page
+would send its own host name), and a POST whose Origin is not this server's is refused (another
+site's form or fetch cannot change rankings or training data).
 """
 
 from __future__ import annotations
@@ -87,6 +92,10 @@ class App:
 
         return register
 
+    def has_route(self, method: str, path: str) -> bool:
+        """Whether a handler already answers `method path` (pages sharing an app leave "/" to the first)."""
+        return any(m == method.upper() and regex.match(path) for m, regex, _ in self.routes)
+
     def dispatch(self, method: str, target: str, body: bytes) -> Response:
         parts = urlsplit(target)
         query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
@@ -106,13 +115,43 @@ class App:
         return Response.json({"error": f"no page at {parts.path}"}, 404)
 
 
-def _handler_class(app: App) -> type[BaseHTTPRequestHandler]:
+def _is_loopback_name(host: str) -> bool:
+    import ipaddress
+
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_name(host_header: str) -> str:
+    """The name part of a Host header (`127.0.0.1:8765` -> `127.0.0.1`, `[::1]:80` -> `[::1]`)."""
+    if host_header.startswith("["):
+        return host_header.split("]", 1)[0] + "]"
+    return host_header.rsplit(":", 1)[0] if ":" in host_header else host_header
+
+
+def refuse_foreign(method: str, host_header: Optional[str], origin: Optional[str], loopback_only: bool) -> Optional[str]:
+    """Why a request must be refused (another site's page or a rebound DNS name), or None to serve it."""
+    if loopback_only and not _is_loopback_name(_host_name(host_header or "")):
+        return "this page answers only loopback host names (127.0.0.1, localhost)"
+    if method == "POST" and origin is not None and origin != f"http://{host_header}":
+        return "cross-origin request refused"
+    return None
+
+
+def _handler_class(app: App, loopback_only: bool) -> type[BaseHTTPRequestHandler]:
     class _Handler(BaseHTTPRequestHandler):
         server_version = app.name
 
         def _run(self, method: str) -> None:
             length = int(self.headers.get("Content-Length") or 0)
-            if length > MAX_BODY_BYTES:
+            refusal = refuse_foreign(method, self.headers.get("Host"), self.headers.get("Origin"), loopback_only)
+            if refusal is not None:
+                response = Response.json({"error": refusal}, 403)
+            elif length > MAX_BODY_BYTES:
                 response = Response.json({"error": f"request body over {MAX_BODY_BYTES} bytes"}, 413)
             else:
                 body = self.rfile.read(length) if length else b""
@@ -147,7 +186,7 @@ class Server:
     """A running `App`: `start()` in a background thread (tests) or `serve_forever()` (the CLI)."""
 
     def __init__(self, app: App, host: str = "127.0.0.1", port: int = 0):
-        self.httpd = ThreadingHTTPServer((host, port), _handler_class(app))
+        self.httpd = ThreadingHTTPServer((host, port), _handler_class(app, loopback_only=_is_loopback_name(host)))
         self.httpd.daemon_threads = True
         self.thread: Optional[threading.Thread] = None
 
