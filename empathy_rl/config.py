@@ -199,7 +199,8 @@ class LearnerConfig:
     max_grad_norm: float = 1.0  # gradient clipping
     ppo_epochs: int = 1  # passes over each rollout batch (1 = on-policy, ratio == 1)
     mini_batches_per_step: int = 1  # optimizer steps per rollout batch (>1 makes the ratio move)
-    torch_threads: int = 1  # intra-op threads in the learner process on CPU
+    torch_threads: int = 0  # intra-op torch threads of a learner actor on CPU; 0 = the CPUs it owns (num_cpus_per_worker, at least 1)
+    ref_micro_batch_size: int = 0  # rows per no-grad forward (KL reference, old log-probs); 0 = the whole step's batch on CPU, micro_batch_size on GPU
     master_port: int = 0  # torch.distributed port; 0 picks a free one
     ref_zero_stage: Optional[int] = None  # KL reference: 3 = sharded with ZeRO-3 inference | 0 = a full copy per rank | None = 3 when zero_stage is 3, else 0
     ref_offload: bool = False  # KL reference parameters kept in CPU memory (ZeRO-3 offload_param; needs ref_zero_stage 3)
@@ -216,6 +217,7 @@ class AlgorithmConfig:
     kl_kind: str = "k3"  # k1 | k2 | k3 estimator of KL(policy || reference)
     aggregation: str = "token-mean"  # token-mean | seq-mean-token-mean | seq-mean-token-sum
     entropy_coeff: float = 0.0  # bonus on token entropy (0 = off)
+    entropy_log_every: int = 10  # with entropy_coeff 0: log train/entropy (exact, no_grad) on step 1 and every k-th step after; 0 = never
 
 
 @dataclass
@@ -228,11 +230,35 @@ class SyncConfig:
 
 @dataclass
 class WarmStartConfig:
-    steps: int = 0  # SFT steps on the bundled CoE examples before GRPO (0 = off)
-    lr: float = 2.0e-3  # SFT learning rate (high: the tiny model learns the structure fast)
-    batch_size: int = 16  # SFT sequences per step
-    examples: int = 160  # templated CoE examples generated (half zh, half en)
-    seed: int = 0  # example generation and order
+    policy: Optional[str] = None  # the GRPO starting policy and KL reference: an `empathy-rl sft` output dir or its policy/ dir; None = model.path (or sft.output_dir with run_sft)
+    run_sft: bool = False  # grpo starts from sft.output_dir and runs the sft stage first (in-process) when its sft.json is missing
+
+
+@dataclass
+class SFTConfig:
+    # `empathy-rl sft`: supervised cold start on CoE examples (docs/sft.md), a Ray Train job with DeepSpeed per worker.
+    data: list[str] = field(default_factory=list)  # CoE JSONL files (only accepted records train); empty = the bundled empathy_rl/assets/coe/seed_coe.jsonl
+    output_dir: str = "runs/sft"  # policy/ (Hugging Face model + tokenizer), metrics.jsonl (one line per step), sft.json (inputs' fingerprint, written last)
+    epochs: int = 3  # passes over the examples (used when max_steps is 0)
+    max_steps: int = 0  # optimizer steps in all; > 0 overrides epochs (the examples are cycled, reshuffled each pass)
+    lr: float = 1.0e-5  # peak AdamW learning rate (common practice for full SFT of 7-8B models; the tiny preset uses far more)
+    min_lr_ratio: float = 0.1  # cosine decay from lr down to lr x this at the last step
+    warmup_steps: int = 10  # linear learning-rate warm-up in optimizer steps
+    weight_decay: float = 0.0  # AdamW weight decay
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])  # AdamW betas (common practice for SFT)
+    max_grad_norm: float = 1.0  # gradient clipping
+    batch_size: int = 16  # rows per optimizer step on each worker: one example per row, or one packed row with packing
+    micro_batch_size: int = 0  # rows per forward/backward (gradient accumulation up to batch_size); 0 = batch_size
+    max_len: int = 0  # tokens of one row (and the longest example kept); 0 = model.max_prompt_len + model.max_response_len
+    packing: bool = False  # concatenate examples into rows of max_len tokens (positions restart per example, no attention across examples)
+    lora: LoraConfig = field(default_factory=LoraConfig)  # train LoRA adapters (peft); the saved policy is always the merged full model
+    num_workers: int = 1  # Ray Train workers (data parallel; each takes its share of every step's rows)
+    num_cpus_per_worker: float = 1.0  # Ray CPUs per worker (also its torch threads on CPU); on cuda each worker also takes one GPU
+    zero_stage: int = 2  # DeepSpeed ZeRO stage 0..3 of each worker's engine (gloo on cpu, nccl on cuda)
+    seed: int = 0  # initialisation of adapters, example order
+    log_every: int = 10  # steps between INFO log lines on the driver (metrics.jsonl gets every step)
+    storage_path: str = "runs/ray-train"  # Ray Train storage (local directory; shared storage on multi-node clusters); the run's copy is removed after the policy is moved out
+    fit_timeout_s: float = 3600.0  # the Ray Train fit is abandoned with an error naming the stage after this long
 
 
 @dataclass
@@ -370,6 +396,18 @@ class DraftConfig:
 
 
 @dataclass
+class SafetyConfig:
+    # Optional LLM crisis judge (empathy_rl/crisis_judge.py) on top of rules + classifier. Not wired
+    # into prepare-data yet: use CrisisJudge.from_config(cfg.safety).assess(text) where wanted.
+    judge_mode: str = "off"  # off (no request) | escalate_only (the judge may only raise the level) | override (the judge's level replaces the rules')
+    judge_url: Optional[str] = None  # OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); needed unless judge_mode=off
+    judge_model: str = ""  # model name sent to the endpoint
+    judge_key_env: str = "EMPATHY_RL_CRISIS_JUDGE_KEY"  # environment variable holding the API key (never in config files); unset = no key sent
+    judge_timeout_s: float = 20.0  # HTTP timeout of one judge request; on timeout rules + classifier decide (counted as a failure)
+    judge_max_chars: int = 4000  # characters of a text sent to the judge
+
+
+@dataclass
 class PipelineConfig:
     stages: list[str] = field(  # stages `empathy-rl pipeline` runs, in this order (drop one to use an existing output)
         default_factory=lambda: ["prepare-data", "sft", "train-rm", "grpo", "eval"]
@@ -390,6 +428,7 @@ class EmpathyRLConfig:
     algorithm: AlgorithmConfig = field(default_factory=AlgorithmConfig)
     sync: SyncConfig = field(default_factory=SyncConfig)
     warmstart: WarmStartConfig = field(default_factory=WarmStartConfig)
+    sft: SFTConfig = field(default_factory=SFTConfig)
     checkpoint: CheckpointConfig = field(default_factory=CheckpointConfig)
     timeouts: TimeoutsConfig = field(default_factory=TimeoutsConfig)
     trainer: TrainerConfig = field(default_factory=TrainerConfig)
@@ -400,6 +439,7 @@ class EmpathyRLConfig:
     review: ReviewConfig = field(default_factory=ReviewConfig)
     draft: DraftConfig = field(default_factory=DraftConfig)
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    safety: SafetyConfig = field(default_factory=SafetyConfig)
 
 
 # --------------------------------------------------------------------------------------------
@@ -408,6 +448,7 @@ class EmpathyRLConfig:
 
 _CHOICES: dict[str, tuple[str, ...]] = {
     "pipeline.on_rerun": ("backup", "replace"),
+    "safety.judge_mode": ("off", "escalate_only", "override"),
     "model.dtype": ("float32", "bfloat16", "float16"),
     "data.on_bad_row": ("error", "skip"),
     "rollout.overlong_prompt": ("truncate", "drop"),
@@ -515,22 +556,38 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("learner.max_grad_norm", 0, None, False),
     ("learner.ppo_epochs", 1, None, True),
     ("learner.mini_batches_per_step", 1, None, True),
-    ("learner.torch_threads", 1, None, True),
+    ("learner.torch_threads", 0, None, True),
+    ("learner.ref_micro_batch_size", 0, None, True),
     ("learner.master_port", 0, 65535, True),
     ("algorithm.adv_eps", 0, None, True),
     ("algorithm.clip_low", 0, 1, True),
     ("algorithm.clip_high", 0, None, True),
     ("algorithm.kl_beta", 0, None, True),
     ("algorithm.entropy_coeff", 0, None, True),
+    ("algorithm.entropy_log_every", 0, None, True),
     ("sync.bucket_size_mb", 1, None, True),
     ("sync.nccl_port", 0, 65535, True),
     ("sync.timeout_s", 0, None, False),
     ("cluster.placement_timeout_s", 0, None, False),
     ("cluster.metrics_export_port", 1, 65535, True),
-    ("warmstart.steps", 0, None, True),
-    ("warmstart.lr", 0, None, False),
-    ("warmstart.batch_size", 1, None, True),
-    ("warmstart.examples", 2, None, True),
+    ("sft.epochs", 1, None, True),
+    ("sft.max_steps", 0, None, True),
+    ("sft.lr", 0, None, False),
+    ("sft.min_lr_ratio", 0, 1, True),
+    ("sft.warmup_steps", 0, None, True),
+    ("sft.weight_decay", 0, None, True),
+    ("sft.max_grad_norm", 0, None, False),
+    ("sft.batch_size", 1, None, True),
+    ("sft.micro_batch_size", 0, None, True),
+    ("sft.max_len", 0, None, True),
+    ("sft.lora.r", 1, None, True),
+    ("sft.lora.alpha", 1, None, True),
+    ("sft.lora.dropout", 0, 1, True),
+    ("sft.num_workers", 1, None, True),
+    ("sft.num_cpus_per_worker", 0, None, False),
+    ("sft.zero_stage", 0, 3, True),
+    ("sft.log_every", 1, None, True),
+    ("sft.fit_timeout_s", 0, None, False),
     ("checkpoint.save_every", 0, None, True),
     ("checkpoint.keep_last", 1, None, True),
     ("trainer.total_steps", 0, None, True),
@@ -553,6 +610,8 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("rank.bootstrap_resamples", 0, None, True),
     ("rank.confidence", 0, 1, False),
     ("rank.judge_timeout_s", 0, None, False),
+    ("safety.judge_timeout_s", 0, None, False),
+    ("safety.judge_max_chars", 1, None, True),
     ("rank.judge_temperature", 0, None, True),
     ("review.port", 0, 65535, True),
     ("review.max_field_chars", 1, None, True),
@@ -673,6 +732,32 @@ def _validate_reward_model(rm: RewardModelConfig) -> None:
                 raise ConfigError(f"reward_model.sources[{i}].{name}={value!r} is not allowed; choose one of {', '.join(choices)}")
 
 
+def _validate_sft(cfg: EmpathyRLConfig) -> None:
+    """Cross-field rules of the `sft` and `warmstart` sections."""
+    sft = cfg.sft
+    if sft.micro_batch_size and sft.batch_size % sft.micro_batch_size:
+        raise ConfigError(f"sft.micro_batch_size={sft.micro_batch_size} must divide sft.batch_size={sft.batch_size} (gradient accumulation in whole micro-batches)")
+    if len(sft.betas) != 2 or not all(0 <= b < 1 for b in sft.betas):
+        raise ConfigError(f"sft.betas={list(sft.betas)} must be two numbers in [0, 1)")
+    for i, path in enumerate(sft.data):
+        if not str(path).strip():
+            raise ConfigError(f"sft.data[{i}] is empty; name a CoE JSONL file (docs/sft.md)")
+    if not sft.output_dir.strip():
+        raise ConfigError("sft.output_dir is empty")
+    if sft.max_len and sft.max_len < 2:
+        raise ConfigError(f"sft.max_len={sft.max_len} must be 0 (model.max_prompt_len + model.max_response_len) or at least 2")
+    if not sft.lora.target_modules and sft.lora.enabled:
+        raise ConfigError("sft.lora.enabled=true with an empty sft.lora.target_modules: name the modules that get adapters")
+    ws = cfg.warmstart
+    if ws.run_sft and ws.policy is not None:
+        out = Path(sft.output_dir).expanduser().resolve()
+        if Path(ws.policy).expanduser().resolve() not in (out, out / "policy"):
+            raise ConfigError(
+                f"warmstart.run_sft=true starts GRPO from sft.output_dir={sft.output_dir}, but warmstart.policy={ws.policy} "
+                "points elsewhere; leave warmstart.policy unset or point it at sft.output_dir"
+            )
+
+
 def _validate_eval(cfg: EmpathyRLConfig) -> None:
     """Cross-field rules of the `eval` and `rank` sections."""
     if cfg.eval.decoding == "greedy" and cfg.eval.samples_per_prompt != 1:
@@ -687,6 +772,10 @@ def _validate_eval(cfg: EmpathyRLConfig) -> None:
         raise ConfigError(f"rank.win_k={list(cfg.rank.win_k)} must list K values >= 1")
     if cfg.rank.judge_url is not None and not cfg.rank.judge_url.startswith(("http://", "https://")):
         raise ConfigError(f"rank.judge_url={cfg.rank.judge_url!r} must start with http:// or https://")
+    if cfg.safety.judge_url is not None and not cfg.safety.judge_url.startswith(("http://", "https://")):
+        raise ConfigError(f"safety.judge_url={cfg.safety.judge_url!r} must start with http:// or https://")
+    if cfg.safety.judge_mode != "off" and not cfg.safety.judge_url:
+        raise ConfigError(f"safety.judge_mode={cfg.safety.judge_mode} needs safety.judge_url")
     if not is_loopback_host(cfg.rank.host):
         raise ConfigError(f"rank.host={cfg.rank.host!r} is not loopback: the ranking page has no login, so it only binds to this machine (127.0.0.1)")
     if not is_loopback_host(cfg.review.host):
@@ -781,6 +870,7 @@ def validate(cfg: EmpathyRLConfig) -> None:
             raise ConfigError(f"data.sources[{i}].min_answer_chars must be >= 0")
     _validate_reward_model(cfg.reward_model)
     _validate_eval(cfg)
+    _validate_sft(cfg)
     _validate_draft(cfg.draft)
     if cfg.data.val_fraction + cfg.data.test_fraction >= 1:
         raise ConfigError("data.val_fraction + data.test_fraction must be < 1 so that a train split remains")

@@ -15,25 +15,64 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any, Iterable, Optional
+from typing import Any, Callable, Iterable, Optional
 
-from empathy_rl.safety import LEVELS, assess_crisis
+from empathy_rl.safety import LEVELS, CrisisAssessment, assess_crisis
+
+
+REQUIRED = ("id", "language", "level", "text")  # `categories`, `kind` and `split` are optional
+
+
+class EvalDataError(ValueError):
+    """A labelled file is malformed; the message names the file, line and field."""
 
 
 def load(path: str | Path) -> list[dict[str, Any]]:
+    """Labelled items of a JSONL file. `text`, `id`, `language` (zh or en) and `level` are required;
+    `categories` defaults to [], `kind` to "unspecified", and `split` may be absent (any file with
+    these keys can be reported, e.g. a blind held-out set without splits)."""
+    items = []
     with open(path, encoding="utf-8") as handle:
-        return [json.loads(line) for line in handle if line.strip()]
+        for number, line in enumerate(handle, 1):
+            if not line.strip():
+                continue
+            try:
+                item = json.loads(line)
+            except json.JSONDecodeError as err:
+                raise EvalDataError(f"{path}:{number}: not JSON ({err.msg})") from err
+            if not isinstance(item, dict):
+                raise EvalDataError(f"{path}:{number}: expected a JSON object")
+            for key in REQUIRED:
+                if not isinstance(item.get(key), str):
+                    raise EvalDataError(f"{path}:{number}: field {key!r} missing or not a string")
+            if item["level"] not in LEVELS:
+                raise EvalDataError(f"{path}:{number}: field 'level' is {item['level']!r}, expected one of {LEVELS}")
+            if item["language"] not in ("zh", "en"):
+                raise EvalDataError(f"{path}:{number}: field 'language' is {item['language']!r}, expected zh or en")
+            categories = item.get("categories", [])
+            if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+                raise EvalDataError(f"{path}:{number}: field 'categories' must be a list of strings")
+            item["categories"] = categories
+            item["kind"] = str(item.get("kind") or "unspecified")
+            items.append(item)
+    return items
 
 
 def _rate(hits: int, total: int) -> Optional[float]:
     return None if total == 0 else round(hits / total, 4)
 
 
-def evaluate(items: list[dict[str, Any]], use_classifier: bool = True) -> dict[str, Any]:
-    """Metrics over `items` (see the module docstring); `missed` and `false_alarms` list ids."""
+def evaluate(items: list[dict[str, Any]], use_classifier: bool = True,
+             assess: Optional[Callable[[dict[str, Any]], CrisisAssessment]] = None) -> dict[str, Any]:
+    """Metrics over `items` (see the module docstring); `missed` and `false_alarms` list ids.
+    `assess` replaces the default assessment (used by cross-validation to plug in a classifier
+    trained without the item's fold)."""
     rows = []
     for item in items:
-        result = assess_crisis(item["text"], item["language"], use_classifier=use_classifier)
+        if assess is not None:
+            result = assess(item)
+        else:
+            result = assess_crisis(item["text"], item["language"], use_classifier=use_classifier)
         rows.append((item, result))
 
     def summary(subset: list[tuple[dict[str, Any], Any]]) -> dict[str, Any]:
@@ -50,10 +89,10 @@ def evaluate(items: list[dict[str, Any]], use_classifier: bool = True) -> dict[s
 
     report: dict[str, Any] = {"all": summary(rows)}
     for key in ("language", "split"):
-        for value in sorted({i[key] for i, _ in rows}):
-            report[f"{key}={value}"] = summary([(i, r) for i, r in rows if i[key] == value])
-    for value in sorted({(i["language"], i["split"]) for i, _ in rows}):
-        report[f"language={value[0]},split={value[1]}"] = summary([(i, r) for i, r in rows if (i["language"], i["split"]) == value])
+        for value in sorted({i[key] for i, _ in rows if key in i}):
+            report[f"{key}={value}"] = summary([(i, r) for i, r in rows if i.get(key) == value])
+    for value in sorted({(i["language"], i["split"]) for i, _ in rows if "split" in i}):
+        report[f"language={value[0]},split={value[1]}"] = summary([(i, r) for i, r in rows if (i["language"], i.get("split")) == value])
     categories = sorted({c for i, _ in rows for c in i["categories"]})
     for category in categories:
         for language in sorted({i["language"] for i, _ in rows}):
@@ -74,7 +113,7 @@ def evaluate(items: list[dict[str, Any]], use_classifier: bool = True) -> dict[s
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m empathy_rl.crisis_eval")
-    parser.add_argument("path", type=Path, help="JSONL with text, language, level, categories, kind, split")
+    parser.add_argument("path", type=Path, help="JSONL with id, text, language, level and optionally categories, kind, split")
     parser.add_argument("--no-classifier", action="store_true", help="rules only")
     args = parser.parse_args(list(argv) if argv is not None else None)
     print(json.dumps(evaluate(load(args.path), use_classifier=not args.no_classifier), indent=2))

@@ -11,16 +11,18 @@ evaluation and the reward can treat those texts with care. The flag is for care,
    and preparation, prior attempt, goodbyes, hopelessness, burden, self-harm, threats, abuse) and a
    weight. Idioms ("想死你了", "dying of laughter", "suicide bombing") are blanked out first.
    Each hit is then adjusted, and kept as evidence either way:
-   - negated ("I would never hurt myself", "我从来没想过自杀"): one level lower (1.0 -> 0.5 -> 0);
-     negation lowers the level instead of removing the hit, so a denial of suicidal thoughts still
-     asks for care when the thought itself was urgent-grade;
-   - about someone else ("my friend wants to die"): at most concern;
-   - reported in news, fiction or a story, not in the first person: no weight.
+   - negated ("I would never hurt myself", "我从来没想过自杀", or "asked if I ... and I said no"):
+     loses `negation_step` (0.6), so alone it flags nothing, but it still adds to other signs;
+   - about someone else ("my friend wants to die"): at most concern, and a category whose hits are
+     all about someone else is capped at concern too;
+   - reported in news, fiction, a game or a professional frame, not in the first person: no weight.
    Per category, the strongest hit of each distinct sign is summed; 0.5 makes `concern`, 1.0
    `urgent` (so hopelessness plus feeling like a burden is urgent, either alone is concern).
-2. A character n-gram logistic regression (`empathy_rl.crisis_classifier`) trained on weak labels
-   from the shared counselling data. It can only lift a text from `none` to `concern`, never to
-   `urgent`, and its evidence names it as the source.
+2. A logistic regression over character n-grams and English words (`empathy_rl.crisis_classifier`)
+   trained on the hand-labelled development sets. It is gated: it can only lift a text from
+   `none` to `concern` when the rules found a hit that counts but stays below the concern line
+   (giving things away alone, a will, recurring thoughts), never to `urgent`, and its evidence
+   names it as the source. Ungated it fired on 7% of ordinary counselling posts (docs/safety.md).
 
 Evidence carries spans into the text, never the text itself; callers must not log the spanned
 text at INFO (it quotes the help-seeker).
@@ -104,6 +106,8 @@ class _RuleSet:
     en_blockers: re.Pattern[str]
     zh_negation: re.Pattern[str]
     zh_window: int
+    after_negation: dict[str, re.Pattern[str]]
+    question_cue: dict[str, re.Pattern[str]]
     concern: float
     urgent: float
     negation_step: float
@@ -142,6 +146,8 @@ def _rules() -> _RuleSet:
         en_blockers=re.compile(neg["en_blockers"]),
         zh_negation=re.compile(f"(?:{neg['zh_cue']})"),
         zh_window=int(neg["zh_window"]),
+        after_negation={"en": re.compile(neg["en_after"]), "zh": re.compile(neg["zh_after"])},
+        question_cue={"en": re.compile(neg["en_question_cue"]), "zh": re.compile(neg["zh_question_cue"])},
         concern=float(data["levels"]["concern"]),
         urgent=float(data["levels"]["urgent"]),
         negation_step=float(data["negation_step"]),
@@ -187,12 +193,19 @@ def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     return left, right_match.start() if right_match else min(len(text), end + 300)
 
 
-def _negated(rs: _RuleSet, lang: str, text: str, start: int) -> bool:
+def _negated(rs: _RuleSet, lang: str, text: str, start: int, end: int, sentence_end: int) -> bool:
+    """A negation cue shortly before the hit in its clause, or a denial after it in its sentence
+    ("asked if I wanted to hurt myself and I said no")."""
+    sentence_start = max((m.end() for m in _SENTENCE_END.finditer(text, max(0, start - 300), start)), default=max(0, start - 300))
+    if rs.question_cue[lang].search(text, sentence_start, start) and rs.after_negation[lang].search(text, end, sentence_end):
+        return True
     clause_start = max((m.end() for m in _CLAUSE_END.finditer(text, max(0, start - 80), start)), default=max(0, start - 80))
     prefix = text[clause_start:start]
     if lang == "zh":
         window = prefix[-rs.zh_window:]
-        return rs.zh_negation.search(window) is not None
+        # cues may look ahead into the hit ("没有(?=伤害)"): search with the hit's first characters
+        # visible, but count only cues that start before the hit
+        return any(m.start() < len(window) for m in rs.zh_negation.finditer(window + text[start:start + 4]))
     words = _WORD.findall(prefix)[-rs.en_window:]
     if not words:
         return False
@@ -231,7 +244,7 @@ def _rule_evidence(text: str, language: Optional[str]) -> list[Evidence]:
             if end == start:
                 continue
             s_start, s_end = _sentence_bounds(view, start, end)
-            negated = _negated(rs, rule.language, view, start)
+            negated = _negated(rs, rule.language, view, start, end, s_end)
             other, explicit = _about_other(rs, rule.language, view, start, end, s_start)
             reported = not explicit and rs.frames[rule.language].search(view, s_start, s_end) is not None
             effective = rule.weight
@@ -246,15 +259,24 @@ def _rule_evidence(text: str, language: Optional[str]) -> list[Evidence]:
     return evidence
 
 
-def _scores(evidence: list[Evidence]) -> dict[str, float]:
+def _scores(evidence: list[Evidence], third_party_cap: float) -> dict[str, float]:
+    """Per category: the sum over distinct signs of the strongest hit of each sign. When every hit
+    that counts in a category is about someone else, the sum is capped too (a friend who gives
+    things away and talks of ending it is still someone else's crisis: concern)."""
     strongest: dict[tuple[str, str], float] = {}
+    own: set[str] = set()
     for ev in evidence:
         if ev.source == "rules":
             key = (ev.category, ev.sign)
             strongest[key] = max(strongest.get(key, 0.0), ev.effective)
+            if ev.effective > 0 and not ev.about_other:
+                own.add(ev.category)
     scores = {c: 0.0 for c in CATEGORIES}
     for (category, _), value in strongest.items():
         scores[category] += value
+    for category in CATEGORIES:
+        if category not in own:
+            scores[category] = min(scores[category], third_party_cap)
     return scores
 
 
@@ -280,7 +302,7 @@ def assess_crisis(text: str, language: Optional[str] = None, use_classifier: boo
         return CrisisAssessment("none", (), (), {c: 0.0 for c in CATEGORIES})
     rs = _rules()
     evidence = _rule_evidence(text, language)
-    scores = _scores(evidence)
+    scores = _scores(evidence, rs.third_party_cap)
     levels = {c: _level(s, rs) for c, s in scores.items()}
     level = max(levels.values(), key=LEVELS.index)
     categories = tuple(c for c in CATEGORIES if levels[c] != "none")
@@ -291,7 +313,9 @@ def assess_crisis(text: str, language: Optional[str] = None, use_classifier: boo
         model = crisis_classifier.load_default()
         if model is not None:
             probability = model.probability(text)
-            if level == "none" and probability >= model.threshold:
+            weak_hit = level == "none" and any(
+                ev.effective > 0 and not ev.negated and not ev.reported for ev in evidence)
+            if weak_hit and probability >= model.threshold:
                 level = "concern"
                 evidence.append(Evidence("classifier", "classifier", "", "", (0, len(text)), probability, rs.concern))
     evidence.sort(key=lambda ev: (ev.span, ev.rule_id))
