@@ -61,21 +61,13 @@ DEMO_ARGS ?=
 $(TINY_MODEL)/config.json: | $(STAMP)
 	$(VENV)/bin/empathy-rl make-tiny-model $(TINY_MODEL)
 
-# The answer reward: trained once by `train-rm` (Ray Train, on slices of the shared
-# counsel-chat + CPsyCoun data; timings in docs/benchmarks.md); skipped while its metadata file exists.
-REWARD_MODEL := runs/reward-model
-
-$(REWARD_MODEL)/reward_model.json: | $(STAMP)
-	$(VENV)/bin/empathy-rl train-rm --config configs/tiny-cpu.yaml reward_model.output_dir=$(REWARD_MODEL)
-
-# Warm start + GRPO on the tiny model and our bundled posts, on a local 2-CPU Ray cluster.
-# The demo starts over each time (a run refuses a non-empty run directory unless resumed).
-demo: setup $(TINY_MODEL)/config.json $(REWARD_MODEL)/reward_model.json
-	$(VENV)/bin/empathy-rl prepare-data --config configs/tiny-cpu.yaml
-	rm -rf runs/demo
-	$(VENV)/bin/empathy-rl grpo --config configs/tiny-cpu.yaml $(DEMO_ARGS)
-	$(VENV)/bin/empathy-rl eval --config configs/tiny-cpu.yaml --system warmstart=runs/demo/warmstart --system grpo=runs/demo \
-	  --split validation --output runs/demo/eval
+# The whole pipeline on the tiny model and our bundled posts, on a local 2-CPU Ray cluster:
+# prepare-data -> sft (Ray Train + DeepSpeed) -> train-rm (Ray Train) -> grpo -> eval, from
+# configs/tiny-cpu.yaml. A stage whose output exists and whose inputs are unchanged is skipped, so a
+# second `make demo` only prints the results; `make demo DEMO_ARGS="--from sft"` redoes from SFT.
+# The demo replaces its own earlier outputs (pipeline.on_rerun=replace); the default backs them up.
+demo: setup $(TINY_MODEL)/config.json
+	$(VENV)/bin/empathy-rl pipeline --config configs/tiny-cpu.yaml pipeline.on_rerun=replace $(DEMO_ARGS)
 
 test: setup
 	$(VENV)/bin/python -m pytest -v -rs --durations=15 tests

@@ -26,7 +26,7 @@ PHASES = ("time/generate_s", "time/reward_s", "time/train_s", "time/sync_s")
 def run_once(config: str, mode: str, run_dir: Path, steps: int, prompts: int, overrides: list[str]) -> list[dict]:
     cmd = [
         sys.executable, "-m", "empathy_rl.cli", "grpo", "--config", config, f"trainer.run_dir={run_dir}", f"trainer.mode={mode}",
-        f"trainer.total_steps={steps}", f"trainer.prompts_per_step={prompts}", "warmstart.steps=0", "trainer.eval_every=0",
+        f"trainer.total_steps={steps}", f"trainer.prompts_per_step={prompts}", "warmstart.run_sft=false", "trainer.eval_every=0",
         "logging.progress_bar=false", "logging.plots=false", *overrides,
     ]
     done = subprocess.run(cmd, capture_output=True, text=True)

@@ -127,7 +127,7 @@ def _loop_overrides(args: argparse.Namespace, workdir: Path) -> list[str]:
     return [
         f"model.path={args.model}", f"model.dtype={args.dtype}", f"data.prepared_dir={_prepared_data(workdir)}",
         f"trainer.run_dir={workdir / 'run'}", f"trainer.total_steps={args.steps}", "trainer.prompts_per_step=4",
-        "trainer.eval_every=0", "warmstart.steps=0", "checkpoint.save_optimizer=false", "logging.progress_bar=false",
+        "trainer.eval_every=0", "warmstart.run_sft=false", "checkpoint.save_optimizer=false", "logging.progress_bar=false",
         "reward.encoder=minilm", "reward.answer_threshold=0.5", "reward.encoder_device=cpu",
         f"cluster.device={'cuda' if cuda else 'cpu'}", f"learner.backend={'nccl' if cuda else 'gloo'}",
         "rollout.engine_multiprocessing=true", "learner.micro_batch_size=4",

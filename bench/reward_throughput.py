@@ -4,9 +4,10 @@
     .venv/bin/python bench/reward_throughput.py                      # 128 candidates, 5 repeats
     .venv/bin/python bench/reward_throughput.py --items 512 --repeats 7 reward.chunk_size=16
 
-The candidates are the warm-start CoE examples built from the bundled seed posts (half Chinese, half
-English). Each mode scores all of them `--repeats` times after one warm-up pass; the table gives
-the median items/s, the spread (min-max) and the ratio to the in-process median. Modes:
+The candidates are the bundled CoE SFT examples (`empathy_rl/assets/coe/seed_coe.jsonl`, Chinese
+and English alternating), repeated up to `--items`. Each mode scores all of them `--repeats` times after one
+warm-up pass; the table gives the median items/s, the spread (min-max) and the ratio to the
+in-process median. Modes:
 
 - in-process: `RewardModel.score` on batches of `chunk_size * max_batch_chunks` (what one batched
   Serve call scores), in this process, no Ray;
@@ -40,11 +41,16 @@ TOKEN_VAR = "EMPATHY_RL_BENCH_REWARD_TOKEN"
 
 
 def _items(n: int):
-    from empathy_rl import coe
-    from empathy_rl.warmstart import build_examples
+    """`n` candidates: the bundled CoE SFT examples, alternating Chinese and English, repeated as needed."""
+    import itertools
+
+    from empathy_rl.coe_data import accepted_records, bundled_path
     from reward.types import ScoreRequest
 
-    return [ScoreRequest(e.query, coe.render_coe(list(e.layers), e.answer), e.crisis, e.language) for e in build_examples(n, seed=0)]
+    bundled = accepted_records([bundled_path()])
+    by_lang = [[r for r in bundled if r.language == lang] for lang in ("zh", "en")]
+    records = [r for pair in itertools.zip_longest(*by_lang) for r in pair if r is not None]
+    return [ScoreRequest(r.query, r.response(), r.crisis, r.language) for r in (records[i % len(records)] for i in range(n))]
 
 
 def _rounds(modes: dict[str, Callable[[], int]], repeats: int) -> dict[str, list[float]]:

@@ -2,6 +2,7 @@
 
     empathy-rl make-tiny-model OUT_DIR [--seed N] [--no-shared-data]
     empathy-rl prepare-data --config configs/tiny-cpu.yaml [key=value ...]
+    empathy-rl sft --config configs/tiny-cpu.yaml [key=value ...]
     empathy-rl grpo --config configs/tiny-cpu.yaml [--resume auto|PATH] [key=value ...]
     empathy-rl pipeline --config configs/tiny-cpu.yaml [--from STAGE] [--dry-run] [key=value ...]
     empathy-rl show-config --config configs/qwen3-8b.yaml [key=value ...]
@@ -81,14 +82,45 @@ def cmd_grpo(args: argparse.Namespace) -> int:
         print("  tensorboard/     the metrics as TensorBoard scalars")
     if summary.get("plots"):
         print("  plots/           PNG curves (redraw any time: empathy-rl plot RUN_DIR)")
-    if cfg.warmstart.steps:
-        print("  warmstart/       the warm-started (SFT) policy")
+    if summary.get("start_policy"):
+        print(f"  start policy and KL reference: {summary['start_policy']}")
     if "checkpoint" in summary:
         print(f"  {summary['checkpoint']}/  final policy (Hugging Face format) and optimizer state")
     for key in ("eval_start", "eval_end"):
         if key in summary:
             m = summary[key]
             print(f"{key.replace('_', ' ')}: reward {m['eval/mean']:.3f}, format pass rate {m['eval/format_pass_rate']:.2f}")
+    return 0
+
+
+def cmd_sft(args: argparse.Namespace) -> int:
+    """Supervised cold start on CoE examples (`sft.*`, docs/sft.md) as a Ray Train job."""
+    import json
+
+    from empathy_rl.coe_data import CoEDataError
+    from empathy_rl.sft import SFT_FILE, SFTError, run_sft
+
+    cfg = load_config(args.config, args.overrides)
+    _setup_logging(cfg.logging.level)
+    try:
+        policy = run_sft(cfg, progress=cfg.logging.progress_bar)
+    except (SFTError, CoEDataError) as err:  # names the stage, or the data file:line and field
+        print(f"empathy-rl: error: {err}", file=sys.stderr)
+        return 1
+    finally:
+        import ray
+
+        if ray.is_initialized() and cfg.cluster.address is None:
+            ray.shutdown()
+    out = policy.parent
+    meta = json.loads((out / SFT_FILE).read_text(encoding="utf-8"))
+    m = meta["metrics"]
+    print(f"\nSFT output: {out}")
+    print(f"  policy/          Hugging Face model + tokenizer (warmstart.policy={out}; vLLM and the GRPO learner load it)")
+    print(f"  metrics.jsonl    one line per step: loss, tokens, lr, step time")
+    print(f"  {SFT_FILE}         inputs' fingerprint and final metrics")
+    print(f"  {m['steps']} steps, loss {m['first_loss']:.3f} -> {m['final_loss']:.3f}, {meta['examples']['kept']} examples, "
+          f"{m['total_seconds']:.0f} s (fit {m['fit_seconds']:.0f} s)")
     return 0
 
 
@@ -228,7 +260,10 @@ def build_parser() -> argparse.ArgumentParser:
         p = sub.add_parser(name, help=text)
         _config_args(p)
         p.set_defaults(func=func)
-    p = sub.add_parser("grpo", help="run warm start (optional) and GRPO on a Ray cluster")
+    p = sub.add_parser("sft", help="supervised cold start on CoE examples (Ray Train + DeepSpeed); writes sft.output_dir/policy")
+    _config_args(p)
+    p.set_defaults(func=cmd_sft)
+    p = sub.add_parser("grpo", help="run GRPO on a Ray cluster from warmstart.policy (running sft first with warmstart.run_sft)")
     _config_args(p)
     p.add_argument(
         "--resume", metavar="auto|PATH",

@@ -200,7 +200,7 @@ class LearnerConfig:
     ppo_epochs: int = 1  # passes over each rollout batch (1 = on-policy, ratio == 1)
     mini_batches_per_step: int = 1  # optimizer steps per rollout batch (>1 makes the ratio move)
     torch_threads: int = 0  # intra-op torch threads of a learner actor on CPU; 0 = the CPUs it owns (num_cpus_per_worker, at least 1)
-    ref_micro_batch_size: int = 0  # rows per no-grad forward (KL reference, old log-probs); 0 = the whole step's batch on CPU, micro_batch_size on GPU
+    ref_micro_batch_size: int = 0  # rows per no-grad forward (KL reference, old log-probs), sorted by length; 0 = micro_batch_size. Raise it on GPUs (no activations kept); on CPU padding makes larger batches slower
     master_port: int = 0  # torch.distributed port; 0 picks a free one
     ref_zero_stage: Optional[int] = None  # KL reference: 3 = sharded with ZeRO-3 inference | 0 = a full copy per rank | None = 3 when zero_stage is 3, else 0
     ref_offload: bool = False  # KL reference parameters kept in CPU memory (ZeRO-3 offload_param; needs ref_zero_stage 3)
@@ -290,7 +290,7 @@ class TrainerConfig:
 class TimeoutsConfig:
     startup_s: float = 900.0  # longest wait for actors to start: learner rendezvous, DeepSpeed engine build (load_policy), vLLM engines ready
     generate_s: float = 600.0  # longest wait for one rollout worker's share of a step (or of an evaluation round)
-    train_s: float = 1800.0  # longest wait for a learner step (GRPO, SFT or log-probs) on any rank
+    train_s: float = 1800.0  # longest wait for a learner step (GRPO or log-probs) on any rank (the sft stage has sft.fit_timeout_s)
     checkpoint_s: float = 1800.0  # longest wait for the learner to write or load a checkpoint
     # The reward stage waits reward.request_timeout_s per request, weight sync sync.timeout_s per call,
     # placement groups cluster.placement_timeout_s.

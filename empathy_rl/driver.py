@@ -74,7 +74,7 @@ class StepResult:
 
 
 class GRPOTrainer:
-    """Owns the actors of one run. `fit()` runs warm start (optional) and `trainer.total_steps` steps."""
+    """Owns the actors of one run. `fit()` runs `trainer.total_steps` GRPO steps from the starting policy."""
 
     def __init__(self, cfg: EmpathyRLConfig):
         from transformers import AutoTokenizer
@@ -90,6 +90,17 @@ class GRPOTrainer:
         # Resume: the checkpoint is found (and the run directory checked) before anything starts.
         self.resume_from = resolve_resume(cfg.trainer.run_dir, cfg.checkpoint.resume) if cfg.checkpoint.resume else None
         self.resume_state = read_state(self.resume_from) if self.resume_from is not None else None
+        import ray
+
+        self._owns_ray = cfg.cluster.address is None and not ray.is_initialized()
+        # The starting policy (also the KL reference): warmstart.policy, or the sft stage's output,
+        # which runs here first when warmstart.run_sft is set and it is missing. A resumed run keeps its own.
+        warm = None
+        if self.resume_from is None:
+            from empathy_rl.sft import warmstart_policy
+
+            RunDirectory.check_new(cfg.trainer.run_dir)  # refuse a used run directory before any SFT runs
+            warm = warmstart_policy(cfg, progress=cfg.logging.progress_bar)
         self.run = RunDirectory(cfg.trainer.run_dir, cfg, resume_step=self.resume_state["step"] if self.resume_state else None)
         self.tokenizer = AutoTokenizer.from_pretrained(cfg.model.tokenizer_path or cfg.model.path)
         if self.tokenizer.pad_token_id is None:
@@ -106,12 +117,10 @@ class GRPOTrainer:
         self.eval_records = load_records(cfg.data.prepared_dir, cfg.data.eval_split) if cfg.trainer.eval_every else []
         self.step = state.get("step", 0)
         self.version = state.get("policy_version", 0)
-        self.start_policy: Optional[str] = state.get("start_policy")  # the GRPO starting point (also the KL reference)
+        # the GRPO starting point (also the KL reference)
+        self.start_policy: str = state.get("start_policy") or warm or cfg.model.path
         if self.resume_from is not None:
             log.info("resuming from %s: step %d, policy version %d, data cursor %s", self.resume_from, self.step, self.version, state["loader"])
-        import ray
-
-        self._owns_ray = cfg.cluster.address is None and not ray.is_initialized()
         init_ray(cfg)
         log.info("run id %s: prefix of this run's actors, placement groups and reward app (trainer.run_name)", run_id(cfg))
         try:
@@ -121,78 +130,93 @@ class GRPOTrainer:
             raise
 
     def _start_services(self) -> None:
-        from empathy_rl.metrics_export import MetricsSink
-        from reward.serve_app import RewardClient
+        """Reward service, learner group (policy and reference loaded) and rollout pool, started at once.
 
+        The placement groups are reserved first (while the reward app deploys), then the learner and
+        the rollout engines start together (`empathy_rl.startup`). Seconds per component go to the log
+        and to metrics.jsonl as one `{"phase": "startup"}` record.
+        """
+        import ray
+
+        from empathy_rl.metrics_export import MetricsSink
+        from empathy_rl.placement import Placement
+        from empathy_rl.startup import ConcurrentStart
+
+        # Imported here, before any stage thread runs: Ray sets up its serializers (which walk the
+        # pydantic modules) on first use, and a thread importing Serve/pydantic at that moment made
+        # it fail with KeyError 'pydantic.v1'. `ray.put` sets the serializers up now.
+        import learner.group  # noqa: F401
+        import reward.serve_app  # noqa: F401
+        import rollout.pool  # noqa: F401
+
+        ray.put(None)
         cfg = self.cfg
         self.run.sinks.append(MetricsSink(self.run.path, cfg.logging.ray_metrics, cfg.logging.tensorboard))
+        t_start = time.perf_counter()
+        starter = ConcurrentStart()
+        starter.start("reward service", self._start_reward, cfg.timeouts.startup_s, "timeouts.startup_s")
+        try:
+            t0 = time.perf_counter()
+            self.placement = Placement(cfg)  # every learner and engine slot, reserved before any actor starts
+            log.info("placement groups reserved: layout %s (%.1fs)", cfg.cluster.layout, time.perf_counter() - t0)
+        except BaseException:
+            starter.settle()  # the reward app must be up (and so known to shutdown) before the error goes out
+            raise
+        # The learner's deadline covers its rendezvous and its DeepSpeed build (load_policy), each up to startup_s.
+        starter.start("learner group", self._start_learner, 2 * cfg.timeouts.startup_s, "timeouts.startup_s, twice")
+        starter.start("rollout pool", self._start_rollout, cfg.timeouts.startup_s, "timeouts.startup_s")
+        seconds = starter.wait()
+        record = {
+            "phase": "startup",
+            "reward_s": seconds["reward service"],
+            "learner_s": seconds["learner group"],
+            "rollout_s": seconds["rollout pool"],
+            "total_s": time.perf_counter() - t_start,
+        }
+        log.info(
+            "services up in %.1fs (started together): reward %.1fs, learner %.1fs, rollout %.1fs",
+            record["total_s"], record["reward_s"], record["learner_s"], record["rollout_s"],
+        )
+        self.run.log_metrics(record)
+
+    def _start_reward(self) -> None:
+        from reward.serve_app import RewardClient
+
         t0 = time.perf_counter()
         # A started app is the run's own: `<run id>-<reward.app_name>` (attach/url keep the shared name).
-        reward_cfg = dataclasses.replace(cfg.reward, app_name=reward_app_name(cfg))
-        self.reward = RewardClient(reward_cfg, log_level=cfg.logging.actor_log_level)
+        reward_cfg = dataclasses.replace(self.cfg.reward, app_name=reward_app_name(self.cfg))
+        self.reward = RewardClient(reward_cfg, log_level=self.cfg.logging.actor_log_level)
         log.info("reward service up: app %r (%.1fs)", reward_cfg.app_name, time.perf_counter() - t0)
-        from empathy_rl.placement import Placement
+
+    def _start_learner(self) -> None:
+        """Learner ranks, then the starting policy and its KL reference (and, on resume, the checkpoint)."""
         from learner.group import LearnerGroup
 
-        t0 = time.perf_counter()
-        self.placement = Placement(cfg)  # every learner and engine slot, reserved before any actor starts
-        log.info("placement groups reserved: layout %s (%.1fs)", cfg.cluster.layout, time.perf_counter() - t0)
+        cfg = self.cfg
         t0 = time.perf_counter()
         self.learner = LearnerGroup(cfg, self.placement)
+        # The reference is always the run's starting policy; on resume the weights, optimizer, scheduler and RNG come from the checkpoint.
+        self.learner.load_policy(self.start_policy, cfg.learner.lr, cfg.learner.warmup_steps, with_reference=True)
+        if self.resume_from is not None:
+            updates = self.learner.load_checkpoint(str(self.resume_from))
+            log.info("learner resumed from %s (%d optimizer steps)", self.resume_from, updates)
         log.info("learner group up: %d worker(s), ZeRO-%d (%.1fs)", cfg.learner.num_workers, cfg.learner.zero_stage, time.perf_counter() - t0)
-        self.pool = None
-        self.weight_sync = None
 
-    # ------------------------------------------------------------------ phases
-    def warm_start(self) -> Optional[str]:
-        """SFT on our bundled CoE examples, run by the learner actor; returns the warm-started path."""
-        from empathy_rl.warmstart import build_examples, encode_examples
-        from learner.batch import from_sft
-
-        ws = self.cfg.warmstart
-        if ws.steps == 0:
-            return None
-        self.learner.load_policy(self.cfg.model.path, ws.lr, 0, with_reference=False)
-        examples = build_examples(ws.examples, seed=ws.seed)
-        encoded = encode_examples(examples, self.prompts, self.tokenizer, self.cfg.model.max_response_len)
-        if not encoded:
-            raise ValueError(f"every warm-start example is longer than model.max_prompt_len={self.cfg.model.max_prompt_len} under rollout.overlong_prompt=drop")
-        log.info("warm start: %d examples (%s)", len(encoded), dict(self.prompts.counts))
-        self.prompts.counts.clear()  # the rollout counters start at GRPO
-        gen = torch.Generator().manual_seed(ws.seed)
-        bar = _progress(self.cfg, ws.steps, "warm start")
-        for step in range(ws.steps):
-            rows = torch.randint(len(encoded), (ws.batch_size,), generator=gen).tolist()
-            batch = from_sft([encoded[r][0] for r in rows], [encoded[r][1] for r in rows], self.tokenizer.pad_token_id)
-            metrics = self.learner.sft_step(batch)
-            bar.update(1)
-            bar.set_postfix(loss=f"{metrics['sft/loss']:.3f}")
-            if (step + 1) % max(1, ws.steps // 5) == 0 or step + 1 == ws.steps:
-                self.run.log_metrics({"phase": "warmstart", "step": step + 1, **metrics})
-        bar.close()
-        out = self.run.path / "warmstart"
-        self.learner.save_checkpoint(str(out), save_optimizer=False)
-        log.info("warm start done: %d SFT steps, loss %.3f -> %s", ws.steps, metrics["sft/loss"], out / "policy")
-        return str(out / "policy")
-
-    def setup(self) -> None:
-        """Warm start if configured, then load the GRPO policy + reference and start rollout workers."""
+    def _start_rollout(self) -> None:
         from rollout.pool import RolloutPool
 
-        if self.resume_from is None:
-            policy_path = self.start_policy = self.warm_start() or self.cfg.model.path
-            self.learner.load_policy(policy_path, self.cfg.learner.lr, self.cfg.learner.warmup_steps, with_reference=True)
-        else:
-            # The reference stays the run's starting policy; weights, optimizer, scheduler and RNG come from the checkpoint.
-            self.learner.load_policy(self.start_policy, self.cfg.learner.lr, self.cfg.learner.warmup_steps, with_reference=True)
-            updates = self.learner.load_checkpoint(str(self.resume_from))
-            if (self.resume_from / "driver_rng.pt").is_file():
-                load_rng(self.resume_from / "driver_rng.pt")
-            policy_path = str(self.resume_from / "policy")
-            log.info("learner resumed from %s (%d optimizer steps)", self.resume_from, updates)
         t0 = time.perf_counter()
+        policy_path = self.start_policy if self.resume_from is None else str(self.resume_from / "policy")
         self.pool = RolloutPool(self.cfg, policy_path, self.placement)
         log.info("rollout pool up: %d vLLM worker(s) (%.1fs)", self.cfg.rollout.num_workers, time.perf_counter() - t0)
+
+    # ------------------------------------------------------------------ phases
+    def setup(self) -> None:
+        """Connect the started services: weight sync, the rollout source, and (on resume) the resumed weights."""
+        if self.weight_sync is not None:
+            return
+        if self.resume_from is not None and (self.resume_from / "driver_rng.pt").is_file():
+            load_rng(self.resume_from / "driver_rng.pt")
         from empathy_rl.weight_sync import WeightSync
 
         self.weight_sync = WeightSync(self.cfg, self.learner, self.pool)
@@ -322,9 +346,9 @@ class GRPOTrainer:
     def fit(self) -> dict[str, Any]:
         """The whole run. Returns a summary (first/last evaluation and step metrics, paths)."""
         cfg = self.cfg
-        if self.pool is None:
+        if self.weight_sync is None:
             self.setup()
-        summary: dict[str, Any] = {"run_dir": str(self.run.path)}
+        summary: dict[str, Any] = {"run_dir": str(self.run.path), "start_policy": self.start_policy}
         if cfg.trainer.eval_every and self.step == 0:  # a resumed run logged its start evaluation already
             summary["eval_start"] = self._log_eval()
         bar = _progress(cfg, cfg.trainer.total_steps, "GRPO")

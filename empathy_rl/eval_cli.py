@@ -130,7 +130,7 @@ def add_parsers(sub: argparse._SubParsersAction, config_args: Callable[[argparse
     p = sub.add_parser("eval", help="generate with several systems on a held-out split and compare them (BLEU, ROUGE-L, METEOR, Distinct, reward)")
     config_args(p)
     p.add_argument("--system", action="append", default=[], required=True, metavar="NAME=PATH",
-                   help="a model directory, a GRPO run directory (latest checkpoint) or a warm-start directory; repeat for each system")
+                   help="a model directory, a GRPO run directory (latest checkpoint) or an SFT output directory; repeat for each system")
     p.add_argument("--split", help="prepared split to evaluate on (eval.split)")
     p.add_argument("--output", "-o", help="output directory (eval.output_dir)")
     p.set_defaults(func=cmd_eval)

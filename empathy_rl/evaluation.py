@@ -1,6 +1,6 @@
 """`empathy-rl eval`: several systems side by side on a held-out split, with the paper's metrics.
 
-For each system (a model directory, a warm-start directory or a GRPO run directory) one vLLM
+For each system (a model directory, an SFT output directory or a GRPO run directory) one vLLM
 `RolloutWorker` actor generates answers to the same prompts with the same seeds (`eval.*`), the
 answers are scored by `reward.model.RewardModel` (the scorer training uses) and by the reference
 metrics of `empathy_rl.eval_metrics`, per language and overall, with bootstrap intervals over
@@ -56,8 +56,7 @@ def resolve_model_dir(path: str | Path) -> Path:
     """The Hugging Face policy directory behind `path`.
 
     Accepted: a model directory (has config.json); a GRPO run directory (its `checkpoints/latest`
-    policy); a checkpoint or warm-start directory (its `policy/`); a run directory without
-    checkpoints but with a warm start (its `warmstart/policy`).
+    policy); a checkpoint or `empathy-rl sft` output directory (its `policy/`).
     """
     from empathy_rl.checkpointing import CheckpointStore
 
@@ -72,11 +71,9 @@ def resolve_model_dir(path: str | Path) -> Path:
             return latest / "policy"
     if (p / "policy" / "config.json").is_file():
         return p / "policy"
-    if (p / "warmstart" / "policy" / "config.json").is_file():
-        return p / "warmstart" / "policy"
     raise EvalError(
-        f"{p}: no model found (looked for config.json, checkpoints/latest -> policy/, policy/, warmstart/policy/); "
-        "give a Hugging Face model directory, a run directory or a warm-start directory"
+        f"{p}: no model found (looked for config.json, checkpoints/latest -> policy/, policy/); "
+        "give a Hugging Face model directory, a run directory or an SFT output directory"
     )
 
 

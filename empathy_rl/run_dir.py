@@ -6,7 +6,6 @@
       metrics.jsonl        one JSON object per step (and per evaluation), flat "section/name" keys
       prompts.jsonl        one line per GRPO step: {"step": N, "record_ids": [...]} (ids only, no text)
       samples.jsonl        a few CoE outputs per step with their reward components (anonymized)
-      warmstart/           the warm-started policy (Hugging Face format), if warmstart.steps > 0
       checkpoints/step-N/  policy/ (Hugging Face format) + deepspeed/ (optimizer, scheduler) + rng/ +
                            driver_rng.pt + trainer_state.json (written last)
       checkpoints/latest   name of the newest complete checkpoint (replaced atomically)
@@ -40,12 +39,7 @@ class RunDirectory:
         """Open `path` for a new run (it must be empty or absent) or, with `resume_step`, to continue one."""
         self.path = Path(path)
         if resume_step is None:
-            if self.path.exists() and any(self.path.iterdir()):
-                held = ", ".join(sorted(p.name for p in self.path.iterdir())[:6])
-                raise RunDirectoryError(
-                    f"run directory {self.path} is not empty ({held}); continue that run with `empathy-rl grpo --resume auto` "
-                    f"(checkpoint.resume=auto), or choose another trainer.run_dir"
-                )
+            self.check_new(self.path)
             self.path.mkdir(parents=True, exist_ok=True)
             (self.path / "config.yaml").write_text(to_yaml(cfg), encoding="utf-8")
         else:
@@ -57,6 +51,17 @@ class RunDirectory:
         self.store = CheckpointStore(self.checkpoints, cfg.checkpoint.keep_last)
         self.keep_last = cfg.checkpoint.keep_last
 
+    @staticmethod
+    def check_new(path: str | Path) -> None:
+        """RunDirectoryError unless `path` can hold a new run (absent or empty); creates nothing."""
+        path = Path(path)
+        if path.exists() and any(path.iterdir()):
+            held = ", ".join(sorted(p.name for p in path.iterdir())[:6])
+            raise RunDirectoryError(
+                f"run directory {path} is not empty ({held}); continue that run with `empathy-rl grpo --resume auto` "
+                f"(checkpoint.resume=auto), or choose another trainer.run_dir"
+            )
+
     def rewind(self, step: int) -> None:
         """Drop the step records after `step` (the run goes back to a checkpoint and redoes them)."""
         for name in STEP_LOGS:
@@ -66,7 +71,7 @@ class RunDirectory:
 
     @staticmethod
     def _truncate(path: Path, step: int) -> int:
-        """Keep the lines of `path` whose GRPO/eval step is <= `step` (warm-start records always stay)."""
+        """Keep the lines of `path` whose GRPO/eval step is <= `step`."""
         if not path.is_file():
             return 0
         keep, dropped = [], 0
@@ -78,7 +83,7 @@ class RunDirectory:
             except json.JSONDecodeError:  # a line cut by the crash
                 dropped += 1
                 continue
-            if record.get("phase") != "warmstart" and int(record.get("step", 0)) > step:
+            if int(record.get("step", 0)) > step:
                 dropped += 1
                 continue
             keep.append(line)

@@ -11,6 +11,7 @@ restarted run does not inherit a half-open communicator.
 
 from __future__ import annotations
 
+import time
 from typing import Any, Optional, Sequence
 
 from empathy_rl.config import EmpathyRLConfig
@@ -52,6 +53,10 @@ class WeightSync:
         self.pool = pool
         self.timeout = cfg.sync.timeout_s
         self.group_ready = False
+        # The last push, for benchmarks and logs: actor calls issued, buckets moved, seconds per stage.
+        # Calls are one per learner rank and rollout worker (plus the bucket plan on NCCL), whatever
+        # the number of parameters; buckets grow with the model (sync.bucket_size_mb).
+        self.last_push: dict[str, float] = {}
 
     def _rollout(self, refs: list) -> list[tuple[str, Any]]:
         return [(f"rollout worker {i}", ref) for i, ref in enumerate(refs)]
@@ -80,9 +85,17 @@ class WeightSync:
     def push(self, version: int, verify: bool = False) -> list[Optional[str]]:
         """Move the weights, then mark the pool at `version`; returns received checksums if `verify`."""
         if self.cfg.sync.transport == "object_store":
-            exported = wait_all(self._learner(self.learner.export_refs()), "object-store export", self.timeout)
+            t0 = time.perf_counter()
+            export_refs = self.learner.export_refs()
+            exported = wait_all(self._learner(export_refs), "object-store export", self.timeout)
             bucket_refs = exported[0]  # rank 0 holds the buckets; other ranks only took part in gathering
-            checksums = wait_all(self._rollout(self.pool.update_refs(version, bucket_refs, verify)), "object-store reload", self.timeout)
+            t1 = time.perf_counter()
+            reload_refs = self.pool.update_refs(version, bucket_refs, verify)
+            checksums = wait_all(self._rollout(reload_refs), "object-store reload", self.timeout)
+            self.last_push = {
+                "calls": float(len(export_refs) + len(reload_refs)), "buckets": float(len(bucket_refs)),
+                "export_s": t1 - t0, "reload_s": time.perf_counter() - t1,
+            }
             del bucket_refs  # the objects are freed once no worker holds them
             self.pool.mark_version(version)
             return checksums
@@ -92,13 +105,15 @@ class WeightSync:
                 party="driver", stage="weight sync (nccl broadcast)",
             )
         try:
+            t0 = time.perf_counter()
             plan = wait_all([("learner rank 0", self.learner.bucket_plan_ref())], "bucket plan", self.timeout)[0]
             wire = [index.to_wire() for index in plan]
-            wait_all(
-                self._rollout(self.pool.receive_nccl_refs(version, wire)) + self._learner(self.learner.broadcast_refs()),
-                "nccl broadcast",
-                self.timeout,
-            )
+            receive_refs, broadcast_refs = self.pool.receive_nccl_refs(version, wire), self.learner.broadcast_refs()
+            wait_all(self._rollout(receive_refs) + self._learner(broadcast_refs), "nccl broadcast", self.timeout)
+            self.last_push = {
+                "calls": float(1 + len(receive_refs) + len(broadcast_refs)), "buckets": float(len(wire)),
+                "export_s": 0.0, "reload_s": time.perf_counter() - t0,
+            }
         except WeightSyncError:
             self.teardown()
             raise

@@ -11,7 +11,8 @@ one optimizer step; with a single on-policy step they equal the current log-prob
 then for each mini-batch accumulate `empathy_rl.grpo.policy_loss` over micro-batches and step.
 Losses are weighted by each micro-batch's share of the mini-batch's tokens (or sequences) summed
 over all ranks, so gradient accumulation and data parallelism give exactly the loss of the
-configured aggregation over the whole mini-batch.
+configured aggregation over the whole mini-batch. Micro-batches are sorted by length and trimmed,
+and entropy is computed only when it is in the loss or logged (`learner.microbatch`).
 """
 
 from __future__ import annotations
@@ -25,11 +26,18 @@ from typing import Iterator, Optional
 
 import torch
 
-from empathy_rl import grpo
 from empathy_rl.config import EmpathyRLConfig
 from empathy_rl.weight_buckets import BucketIndex, checksum, pack_bucket, plan_buckets
 from learner.batch import TrainBatch
 from learner.ds_config import build_ds_config, build_reference_ds_config, reference_zero_stage
+from learner.microbatch import (
+    entropy_mode,
+    forward_logprobs,
+    mini_batch_denominator,
+    plan_micro_batches,
+    run_micro_batches,
+    sequence_lengths,
+)
 from learner.weights import iter_full_weights
 
 log = logging.getLogger(__name__)
@@ -56,8 +64,10 @@ class LearnerWorker:
         self.ref_engine = None  # the ZeRO-3 inference engine owning `ref_model` when the reference is sharded
         self._weight_comm = None
         self.updates = 0  # optimizer steps in the current phase
+        self.train_steps = 0  # GRPO train_step calls (the clock of algorithm.entropy_log_every)
+        self.entropy_passes = 0  # micro-batches whose full-vocabulary entropy was computed
         if cfg.cluster.device == "cpu":
-            torch.set_num_threads(cfg.learner.torch_threads)
+            torch.set_num_threads(learner_threads(cfg))
         logging.getLogger("DeepSpeed").setLevel(cfg.logging.actor_log_level)
         logging.getLogger("transformers").setLevel(cfg.logging.actor_log_level)
         torch.manual_seed(cfg.trainer.seed + rank)
@@ -85,8 +95,8 @@ class LearnerWorker:
     def load_policy(self, model_path: str, lr: float, warmup_steps: int, with_reference: bool) -> int:
         """(Re)build the engine from a Hugging Face checkpoint; returns the number of parameters.
 
-        Called once for the warm start (SFT learning rate, no reference) and once for GRPO (from the
-        warm-started weights, which then also become the reference).
+        Called once per GRPO run (from the starting policy, usually the SFT output, which then also
+        becomes the reference), and again when a dead learner is rebuilt.
         """
         import deepspeed
         from transformers import AutoModelForCausalLM
@@ -160,40 +170,23 @@ class LearnerWorker:
         self.ref_model = self.ref_engine.module
 
     # ------------------------------------------------------------------ log-probs
-    def _forward_logprobs(self, module, batch: TrainBatch, temperature: float, want_entropy: bool = False):
-        """Per-target log-probs (B, T-1), zero before the first loss position of the micro-batch.
-
-        Only positions from the earliest response token on get logits (`logits_to_keep`): the prompt
-        (system prompt + query) is most of each sequence, and the vocabulary projection and
-        log-softmax over it would be most of the cost while carrying no loss.
-        """
-        ids = batch.input_ids.to(self.device)
-        rows_with_loss = batch.loss_mask.any(-1)
-        first = int(batch.loss_mask[rows_with_loss].float().argmax(-1).min()) if rows_with_loss.any() else ids.shape[1] - 2
-        keep = ids.shape[1] - first  # logits at positions first .. T-1
-        out = module(input_ids=ids, attention_mask=batch.attention_mask.to(self.device), use_cache=False, logits_to_keep=keep)
-        logits = out.logits[:, :-1]  # positions first .. T-2 predict tokens first+1 .. T-1
-        logp = torch.nn.functional.pad(grpo.sequence_log_probs(logits, ids[:, first + 1 :], temperature), (first, 0))
-        entropy = None
-        if want_entropy:
-            entropy = torch.nn.functional.pad(grpo.token_entropy_from_logits(logits), (first, 0))
-        return logp, entropy
-
     @torch.no_grad()
     def _logprobs_nograd(self, batch: TrainBatch, reference: bool) -> torch.Tensor:
-        """Log-probs of the whole batch in micro-batches: (B, T-1) on CPU."""
+        """Log-probs of the whole batch without gradient, in length-sorted micro-batches: (B, T-1) on CPU.
+
+        Batched at `nograd_micro_batch_size` (`learner.ref_micro_batch_size`).
+        """
         temperature = self.cfg.rollout.temperature
         out = torch.zeros(batch.loss_mask.shape, dtype=torch.float32)
-        micro = self.cfg.learner.micro_batch_size
-        for start in range(0, len(batch), micro):
-            rows = slice(start, start + micro)
+        micro = nograd_micro_batch_size(self.cfg, len(batch))
+        for rows in plan_micro_batches(sequence_lengths(batch), range(len(batch)), micro):
             part = batch.select(rows)
             if reference and self.use_lora_reference:
                 with self.engine.module.disable_adapter():
-                    logp, _ = self._forward_logprobs(self.engine.module, part, temperature)
+                    logp, _ = forward_logprobs(self.engine.module, part, temperature, self.device)
             else:
                 module = (self.ref_engine or self.ref_model) if reference else self.engine.module
-                logp, _ = self._forward_logprobs(module, part, temperature)
+                logp, _ = forward_logprobs(module, part, temperature, self.device)
             out[rows, : logp.shape[1]] = logp.float().cpu()
         return out
 
@@ -220,81 +213,53 @@ class LearnerWorker:
         """One GRPO update on this rank's shard of the step's candidates."""
         cfg, alg = self.cfg, self.cfg.algorithm
         start = time.perf_counter()
+        self.train_steps += 1
         self.engine.module.train()
         # Old log-probs recomputed with the current weights: needed when one batch gets several updates, and
         # in async mode, where the batch came from the previous version and the ratio is taken against ours.
         need_old = cfg.learner.ppo_epochs * cfg.learner.mini_batches_per_step > 1 or cfg.trainer.mode == "async"
         old_all = self._logprobs_nograd(batch, reference=False) if need_old else None
+        t_ref = time.perf_counter()
         ref_all = self._logprobs_nograd(batch, reference=True) if alg.kl_beta > 0 else None
+        t_ref = time.perf_counter() - t_ref
+        entropy = entropy_mode(alg.entropy_coeff, alg.entropy_log_every, self.train_steps)
         sums: dict[str, float] = {}
-        tokens_seen = 0.0
         grad_norms: list[float] = []
+        lengths = sequence_lengths(batch)
         minis = _even_slices(len(batch), cfg.learner.mini_batches_per_step)
-        micro = cfg.learner.micro_batch_size
+
+        def step_engine(last: bool) -> None:
+            if last and cfg.learner.zero_stage == 0:
+                grad_norms.append(_grad_norm(self.engine.module))  # DeepSpeed reports none at stage 0
+            self.engine.step()
+
         for _ in range(cfg.learner.ppo_epochs):
             for mini in minis:
-                rows = list(range(mini.start, mini.stop))
-                chunks = [rows[i : i + micro] for i in range(0, len(rows), micro)]
+                # Same rows per optimizer step as before; inside the mini-batch, longest rows first.
+                chunks = plan_micro_batches(lengths, range(mini.start, mini.stop), cfg.learner.micro_batch_size)
                 self._set_accumulation(len(chunks))
-                sub = batch.select(mini)
-                denom = self._global_count(sub.num_loss_tokens() if alg.aggregation == "token-mean" else sub.num_loss_sequences())
-                for chunk in chunks:
-                    part = batch.select(chunk)
-                    L = part.loss_mask.shape[1]
-                    logp, entropy = self._forward_logprobs(self.engine, part, cfg.rollout.temperature, want_entropy=True)
-                    mask = part.loss_mask.to(self.device)
-                    old = old_all[chunk][:, :L].to(self.device) if need_old else logp.detach()
-                    ref = ref_all[chunk][:, :L].to(self.device) if ref_all is not None else None
-                    if alg.entropy_coeff == 0:
-                        entropy = entropy.detach()
-                    loss, metrics = grpo.policy_loss(
-                        logp, old, ref, part.advantages.to(self.device), mask,
-                        clip_low=alg.clip_low, clip_high=alg.clip_high, beta=alg.kl_beta if ref is not None else 0.0,
-                        kl_kind=alg.kl_kind, aggregation=alg.aggregation, entropy=entropy, entropy_coeff=alg.entropy_coeff,
-                    )
-                    share = part.num_loss_tokens() if alg.aggregation == "token-mean" else part.num_loss_sequences()
-                    weight = self.world_size * share / max(denom, 1.0)
-                    self.engine.backward(loss * weight, scale_wrt_gas=False)
-                    if chunk is chunks[-1] and self.cfg.learner.zero_stage == 0:
-                        grad_norms.append(_grad_norm(self.engine.module))  # DeepSpeed reports none at stage 0
-                    self.engine.step()
-                    n_tok = float(part.num_loss_tokens())
-                    tokens_seen += n_tok
-                    for key, value in metrics.items():
-                        sums[key] = sums.get(key, 0.0) + value * n_tok
-                    sums["loss"] = sums.get("loss", 0.0) + float(loss.item()) * n_tok
-                    if part.rollout_logprobs is not None and n_tok:
-                        gap = (part.rollout_logprobs.to(self.device) - old.float()).abs()
-                        sums["logprob_gap"] = sums.get("logprob_gap", 0.0) + float(gap[mask].sum().item())
+                denom = self._global_count(mini_batch_denominator(batch.select(mini), alg.aggregation))
+                part_sums = run_micro_batches(
+                    self.engine, batch, chunks, alg=alg, temperature=cfg.rollout.temperature, device=self.device,
+                    denom=denom, world_size=self.world_size, entropy=entropy, old_all=old_all, ref_all=ref_all,
+                    backward=lambda loss: self.engine.backward(loss, scale_wrt_gas=False), after_backward=step_engine,
+                )
+                for key, value in part_sums.items():
+                    sums[key] = sums.get(key, 0.0) + value
                 norm = self.engine.get_global_grad_norm() if self.cfg.learner.zero_stage > 0 else None
                 if norm is not None:
                     grad_norms.append(float(norm))
                 self.updates += 1
+        tokens_seen = sums.pop("tokens", 0.0)
+        self.entropy_passes += int(sums.pop("entropy_passes", 0.0))
+        sums.pop("weighted_loss", None)
         out = {f"train/{k}": v / max(tokens_seen, 1.0) for k, v in sums.items()}
         out["train/grad_norm"] = sum(grad_norms) / len(grad_norms) if grad_norms else float("nan")
         out["train/lr"] = float(self.engine.get_lr()[0])
         out["train/tokens"] = tokens_seen / cfg.learner.ppo_epochs
+        out["time/train_ref_s"] = t_ref
         out["time/train_s"] = time.perf_counter() - start
         return out
-
-    def sft_step(self, batch: TrainBatch) -> dict[str, float]:
-        """One supervised step (warm start): token-mean cross-entropy on the response tokens."""
-        self.engine.module.train()
-        micro = self.cfg.learner.micro_batch_size
-        chunks = [list(range(i, min(i + micro, len(batch)))) for i in range(0, len(batch), micro)]
-        self._set_accumulation(len(chunks))
-        denom = self._global_count(batch.num_loss_tokens())
-        total = 0.0
-        for chunk in chunks:
-            part = batch.select(chunk)
-            logp, _ = self._forward_logprobs(self.engine, part, 1.0)
-            mask = part.loss_mask.to(self.device)
-            nll = -torch.where(mask, logp, torch.zeros_like(logp)).sum()
-            self.engine.backward(nll * self.world_size / max(denom, 1.0), scale_wrt_gas=False)
-            self.engine.step()
-            total += float(nll.item())
-        self.updates += 1
-        return {"sft/loss": total / max(batch.num_loss_tokens(), 1), "sft/lr": float(self.engine.get_lr()[0])}
 
     # ------------------------------------------------------------------ weights out
     def _named_weights(self):
@@ -439,6 +404,29 @@ class LearnerWorker:
             load_rng(rng)
         self._bucket_plan = None
         return int(self.engine.global_steps)
+
+
+def learner_threads(cfg: EmpathyRLConfig) -> int:
+    """Torch intra-op threads on CPU: `learner.torch_threads`, or (0) the CPUs the actor owns.
+
+    Ray gives an actor `learner.num_cpus_per_worker` CPUs; more threads than that oversubscribe the
+    cores shared with the rollout and reward actors, fewer leave owned cores idle.
+    """
+    lc = cfg.learner
+    return lc.torch_threads if lc.torch_threads > 0 else max(1, int(lc.num_cpus_per_worker))
+
+
+def nograd_micro_batch_size(cfg: EmpathyRLConfig, batch_rows: int) -> int:
+    """Rows per no-grad forward (KL reference, old log-probs): `learner.ref_micro_batch_size`, or
+    (0) `learner.micro_batch_size`, never more than the batch.
+
+    No activations are kept for a backward pass, so on a GPU far larger batches fit and fill the
+    device better. On CPU larger is not faster: with rows sorted by length, 64 tiny-model rows took
+    0.58 s as one batch, 0.36 s as 4 x 16 and 0.30 s as 8 x 8 (padding grows with the batch;
+    docs/benchmarks.md), hence the default.
+    """
+    size = cfg.learner.ref_micro_batch_size or cfg.learner.micro_batch_size
+    return max(1, min(size, batch_rows))
 
 
 def _bindable_port(port: int) -> int:

@@ -75,7 +75,7 @@ def from_rollout(batch: RolloutBatch, advantages: torch.Tensor, pad_id: int) -> 
 
 
 def from_sft(prompt_ids: Sequence[Sequence[int]], response_ids: Sequence[Sequence[int]], pad_id: int) -> TrainBatch:
-    """Supervised rows: loss on the response tokens (which should end with the EOS token)."""
+    """Prompt + response rows with the loss mask on the response tokens (used to build learner batches in tests)."""
     seqs = [list(p) + list(r) for p, r in zip(prompt_ids, response_ids)]
     ids, attn = _pad(seqs, pad_id)
     loss_mask = torch.zeros((len(seqs), ids.shape[1] - 1), dtype=torch.bool)

@@ -22,7 +22,6 @@ from learner.batch import TrainBatch, shard
 # method -> the `timeouts.*` key of its deadline (start-up for anything not listed)
 _TIMEOUT_KEYS: dict[str, str] = {
     "train_step": "train_s",
-    "sft_step": "train_s",
     "compute_logprobs": "train_s",
     "save_checkpoint": "checkpoint_s",
     "load_checkpoint": "checkpoint_s",
@@ -80,9 +79,6 @@ class LearnerGroup:
         metrics = dict(results[0])
         metrics["time/train_s"] = max(r["time/train_s"] for r in results)
         return metrics
-
-    def sft_step(self, batch: TrainBatch) -> dict[str, float]:
-        return self._sharded("sft_step", batch)[0]
 
     def compute_logprobs(self, batch: TrainBatch):
         """Current policy log-probs (B, T-1) over the whole batch (each shard padded back to T-1)."""

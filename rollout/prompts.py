@@ -50,7 +50,7 @@ class PromptBuilder:
         """Prompt token ids within `max_prompt_len` and whether the query was cut, applying the
         over-long policy; None when the prompt is too long and the policy is `drop`. Counted.
 
-        Every path that turns a query into a prompt (GRPO rollout, warm start, evaluation) goes
+        Every path that turns a query into a prompt (GRPO rollout, SFT, evaluation) goes
         through here, so an over-long query is cut inside the user turn and the chat template's
         assistant header always survives.
         """

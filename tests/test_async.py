@@ -27,7 +27,7 @@ def test_async_mode_trains_one_version_behind_and_checkpoints_its_own_cursor(tin
         REPO / "configs" / "tiny-cpu.yaml",
         [
             f"model.path={tiny_model_dir}", f"data.prepared_dir={bundled_data_dir}", f"trainer.run_dir={run}",
-            "reward.encoder=minilm", "reward.answer_threshold=0.1", "warmstart.steps=0", "trainer.eval_every=0",
+            "reward.encoder=minilm", "reward.answer_threshold=0.1", "warmstart.run_sft=false", "trainer.eval_every=0",
             f"trainer.total_steps={STEPS}", f"trainer.prompts_per_step={PROMPTS}", "trainer.mode=async",
             "checkpoint.save_every=1", "checkpoint.keep_last=3", "logging.progress_bar=false",
         ],

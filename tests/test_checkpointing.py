@@ -121,7 +121,6 @@ def test_cli_grpo_into_a_used_run_directory_exits_2_naming_it(tmp_path, capsys):
 def test_resume_drops_records_of_steps_after_the_checkpoint(tmp_path):
     run = tmp_path / "run"
     d = RunDirectory(run, _cfg(run))
-    d.log_metrics({"phase": "warmstart", "step": 50, "sft/loss": 1.0})
     d.log_metrics({"phase": "eval", "step": 0})
     for step in (1, 2, 3):
         d.log_prompts(step, [f"r{step}a", f"r{step}b"])
@@ -132,7 +131,7 @@ def test_resume_drops_records_of_steps_after_the_checkpoint(tmp_path):
     config_before = (run / "config.yaml").read_text()
     resumed = RunDirectory(run, _cfg(run, "rollout.num_workers=2"), resume_step=2)
     assert [r["step"] for r in resumed.read_jsonl("prompts.jsonl")] == [1, 2]
-    assert [(r["phase"], r["step"]) for r in resumed.read_jsonl("metrics.jsonl")] == [("warmstart", 50), ("eval", 0), ("grpo", 1), ("grpo", 2)]
+    assert [(r["phase"], r["step"]) for r in resumed.read_jsonl("metrics.jsonl")] == [("eval", 0), ("grpo", 1), ("grpo", 2)]
     assert [r["step"] for r in resumed.read_jsonl("samples.jsonl")] == [1, 2]
     assert (run / "config.yaml").read_text() == config_before
     assert "num_workers: 2" in (run / "config.resume-step-2.yaml").read_text()

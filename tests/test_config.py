@@ -6,6 +6,7 @@ import ast
 import dataclasses
 import inspect
 import io
+import re
 import tokenize
 from pathlib import Path
 
@@ -66,7 +67,8 @@ def test_tiny_preset_loads_and_validates() -> None:
     assert cfg.model.path == "runs/tiny-model"
     assert cfg.cluster.device == "cpu"
     assert cfg.rollout.group_size == 4
-    assert cfg.warmstart.steps == 600
+    assert cfg.warmstart.run_sft and cfg.warmstart.policy is None
+    assert cfg.sft.packing and cfg.sft.output_dir == "runs/sft" and cfg.sft.data == []
     assert cfg.trainer.total_steps == 40
     assert len(cfg.data.sources) == 1
     source = cfg.data.sources[0]
@@ -96,7 +98,7 @@ def test_preset_overridden_by_command_line() -> None:
     cfg = load_config(TINY, ["trainer.total_steps=3", "rollout.group_size=8"])
     assert cfg.trainer.total_steps == 3
     assert cfg.rollout.group_size == 8
-    assert cfg.warmstart.steps == 600  # untouched preset value survives
+    assert cfg.sft.max_len == 512  # untouched preset value survives
 
 
 # --------------------------------------------------------------------------------------------
@@ -217,7 +219,10 @@ def test_wrong_type(override: str, key: str) -> None:
         ("reward.autoscaling_max_replicas=0", "reward.autoscaling_max_replicas"),
         ("reward.autoscaling_target_ongoing_requests=0", "reward.autoscaling_target_ongoing_requests"),
         ("reward.rollout_surge_percent=101", "reward.rollout_surge_percent"),
-        ("warmstart.examples=1", "warmstart.examples"),
+        ("sft.batch_size=0", "sft.batch_size"),
+        ("sft.zero_stage=4", "sft.zero_stage"),
+        ("sft.min_lr_ratio=1.5", "sft.min_lr_ratio"),
+        ("sft.lora.r=0", "sft.lora.r"),
         ("checkpoint.keep_last=0", "checkpoint.keep_last"),
         ("trainer.eval_temperature=0", "trainer.eval_temperature"),
     ],
@@ -575,3 +580,40 @@ def test_gpu_run_rules(overrides: tuple[str, ...], needles: tuple[str, ...]) -> 
 )
 def test_gpu_run_rules_accept_valid_combinations(overrides: tuple[str, ...]) -> None:
     load(*overrides)
+
+
+# --------------------------------------------------------------------------------------------
+# sft and warmstart
+# --------------------------------------------------------------------------------------------
+
+
+def test_qwen_preset_starts_grpo_from_its_sft_output() -> None:
+    cfg = load_config(QWEN)
+    assert cfg.warmstart.policy == cfg.sft.output_dir and not cfg.warmstart.run_sft
+    assert cfg.sft.zero_stage == 3 and cfg.sft.num_workers == 8 and cfg.sft.packing
+
+
+@pytest.mark.parametrize(
+    "overrides, key",
+    [
+        (["sft.batch_size=6", "sft.micro_batch_size=4"], "sft.micro_batch_size"),
+        (["sft.betas=[0.9]"], "sft.betas"),
+        (["sft.data=['']"], "sft.data[0]"),
+        (["sft.max_len=1"], "sft.max_len"),
+        (["warmstart.run_sft=true", "warmstart.policy=/elsewhere"], "warmstart.run_sft"),
+    ],
+)
+def test_sft_cross_field_rules_name_the_key(overrides: list[str], key: str) -> None:
+    with pytest.raises(ConfigError, match=re.escape(key)):
+        load_config(TINY, overrides)
+
+
+def test_run_sft_accepts_a_policy_inside_the_sft_output() -> None:
+    cfg = load_config(TINY, ["warmstart.policy=runs/sft/policy"])
+    assert cfg.warmstart.run_sft and cfg.warmstart.policy == "runs/sft/policy"
+    assert load_config(TINY, ["warmstart.run_sft=false", "warmstart.policy=/any/where"]).warmstart.policy == "/any/where"
+
+
+def test_removed_warmstart_keys_are_unknown() -> None:
+    with pytest.raises(ConfigError, match="warmstart.steps"):
+        load_config(TINY, ["warmstart.steps=600"])

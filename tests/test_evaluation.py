@@ -33,9 +33,11 @@ def _model(path: Path) -> Path:
 def test_system_paths_resolve(tmp_path: Path) -> None:
     model = _model(tmp_path / "base")
     assert resolve_model_dir(model) == model
-    ws = _model(tmp_path / "run" / "warmstart" / "policy")
-    assert resolve_model_dir(tmp_path / "run" / "warmstart") == ws
-    assert resolve_model_dir(tmp_path / "run") == ws  # a run without checkpoints: its warm start
+    sft = _model(tmp_path / "sft" / "policy")
+    assert resolve_model_dir(tmp_path / "sft") == sft  # an `empathy-rl sft` output directory
+    (tmp_path / "run").mkdir()
+    with pytest.raises(EvalError, match="no model found"):
+        resolve_model_dir(tmp_path / "run")  # a run without checkpoints has no model of its own
     step = _model(tmp_path / "run" / "checkpoints" / "step-5" / "policy")
     (step.parent / "trainer_state.json").write_text('{"step": 5}', encoding="utf-8")
     (tmp_path / "run" / "checkpoints" / "latest").write_text("step-5", encoding="utf-8")

@@ -38,7 +38,7 @@ def trainer(tiny_model_dir, bundled_data_dir, tmp_path_factory):
             f"model.path={tiny_model_dir}", f"data.prepared_dir={bundled_data_dir}",
             f"trainer.run_dir={tmp_path_factory.mktemp('faults') / 'run'}",
             "reward.encoder=minilm", "reward.answer_threshold=0.1", "reward.max_retries=8", "reward.retry_backoff_s=0.5",
-            "warmstart.steps=0", "trainer.eval_every=0", f"trainer.prompts_per_step={PROMPTS}", "trainer.total_steps=4",
+            "warmstart.run_sft=false", "trainer.eval_every=0", f"trainer.prompts_per_step={PROMPTS}", "trainer.total_steps=4",
             "rollout.num_workers=2", "rollout.max_restarts=2", "cluster.include_dashboard=true",  # the state API finds running tasks
             "logging.progress_bar=false",
         ],

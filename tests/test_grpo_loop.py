@@ -1,9 +1,10 @@
 """The real distributed loop on a local Ray cluster: vLLM rollout actors, Ray Serve reward,
 DeepSpeed learner, object-store weight sync. One trainer is built for the module (start-up is the
-expensive part) and the tests run in order on it:
+expensive part), from a tiny model partly trained by the SFT stage (`run_sft`: Ray Train +
+DeepSpeed), and the tests run in order on it:
 
-1. learning: from a partly warmed-up tiny model, a short GRPO run raises the mean reward and the
-   format pass rate of samples drawn from the vLLM rollout actors (same prompts, same seeds);
+1. learning: a short GRPO run raises the mean reward and the format pass rate of samples drawn
+   from the vLLM rollout actors (same prompts, same seeds);
 2. weight sync: after a sync every rollout actor holds exactly the learner's weights;
 3. the run directory holds what the README promises.
 """
@@ -18,37 +19,49 @@ import torch
 
 from empathy_rl.config import load_config
 
-# The learning test alone takes about 12 min on 2 cores (warm start + 40 GRPO steps); the global
-# 900 s timeout is too tight for it on a busy machine.
+# The learning test takes several minutes on 2 cores (SFT + 40 GRPO steps); the global 900 s
+# timeout is too tight for it on a busy machine.
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(2400)]
 
 # Budgets in steps, with fixed seeds (a shared CPU changes the seconds, not the outcome).
-WARMSTART_STEPS = 600  # format pass rate ~0.34 at temperature 1.0: partly warmed up
-GRPO_STEPS = 40  # measured on this setup: pass rate 0.34 -> 0.48, reward 0.69 -> 0.97
+SFT_STEPS = 300  # one SFT thread (reproducible); stopped early so GRPO has room (the preset's 450 steps reach ~0.9)
+GRPO_STEPS = 40  # measured on this setup: pass rate 0.15 -> 0.24 (gain per prompt +0.09 ± 0.02), reward 0.30 -> 0.48
 EVAL_PROMPTS = 16
 EVAL_REPEATS = 4  # 16 prompts x 4 repeats x G=4 = 256 samples per evaluation
+
+SFT: dict[str, str] = {}  # the SFT policy the run starts from, for the run-directory test
 
 
 @pytest.fixture(scope="module")
 def trainer(tiny_model_dir, bundled_data_dir, tmp_path_factory):
     from empathy_rl.driver import GRPOTrainer
+    from empathy_rl.sft import run_sft
 
     run_dir = tmp_path_factory.mktemp("run")
+    sft_dir = tmp_path_factory.mktemp("sft")
+    common = [
+        f"model.path={tiny_model_dir}",
+        f"data.prepared_dir={bundled_data_dir}",
+        "logging.progress_bar=false",
+    ]
+    started = not ray.is_initialized()
+    sft_cfg = load_config("configs/tiny-cpu.yaml", [*common, f"sft.output_dir={sft_dir}", f"sft.storage_path={sft_dir / 'ray-train'}",
+                                                    f"sft.max_steps={SFT_STEPS}", "sft.num_cpus_per_worker=1"])
+    SFT["policy"] = str(run_sft(sft_cfg, progress=False))  # through Ray Train, in this process; leaves Ray up for GRPO
     cfg = load_config(
         "configs/tiny-cpu.yaml",
         [
-            f"model.path={tiny_model_dir}",
-            f"data.prepared_dir={bundled_data_dir}",
+            *common,
             "data.eval_split=train",
             f"trainer.run_dir={run_dir}",
-            f"warmstart.steps={WARMSTART_STEPS}",
+            "warmstart.run_sft=false",
+            f"warmstart.policy={sft_dir}",
             f"trainer.total_steps={GRPO_STEPS}",
             f"trainer.eval_every={GRPO_STEPS}",
             f"trainer.eval_prompts={EVAL_PROMPTS}",
             f"trainer.eval_repeats={EVAL_REPEATS}",
             "rollout.num_workers=2",
             "rollout.num_cpus_per_worker=0.5",
-            "logging.progress_bar=false",
             # the reward these budgets were measured with (the preset now points at a train-rm directory)
             "reward.encoder=minilm",
             "reward.answer_threshold=0.1",
@@ -57,6 +70,8 @@ def trainer(tiny_model_dir, bundled_data_dir, tmp_path_factory):
     t = GRPOTrainer(cfg)
     yield t
     t.shutdown()
+    if started and ray.is_initialized():
+        ray.shutdown()
 
 
 FINAL: dict[str, str] = {}  # the learner's weights checksum right after fit(), for the run-directory test
@@ -93,7 +108,7 @@ def test_grpo_raises_reward_of_vllm_samples(trainer):
             {r: v[key] for r, v in before["by_record"].items()}, {r: v[key] for r, v in after["by_record"].items()}
         )
     print(
-        f"\nlearning test ({WARMSTART_STEPS} warm-start steps, {GRPO_STEPS} GRPO steps; {int(before['eval/samples'])} samples each, same seeds):"
+        f"\nlearning test ({SFT_STEPS} SFT steps, {GRPO_STEPS} GRPO steps; {int(before['eval/samples'])} samples each, same seeds):"
         f"\n  before: reward {before['eval/mean']:.3f}, format pass rate {before['eval/format_pass_rate']:.3f}"
         f"\n  after:  reward {after['eval/mean']:.3f}, format pass rate {after['eval/format_pass_rate']:.3f}"
         + "".join(f"\n  {k} gain per prompt: {m:+.3f} ± {se:.3f} (n={n})" for k, (m, se, n) in gains.items())
@@ -157,7 +172,8 @@ def test_run_directory_contents(trainer):
     assert [r["step"] for r in grpo_steps] == list(range(1, GRPO_STEPS + 1))
     for key in ("reward/mean", "reward/format_pass_rate", "train/kl", "time/generate_s", "time/reward_s", "time/train_s", "time/sync_s"):
         assert key in grpo_steps[-1], key
-    assert any(r["phase"] == "warmstart" for r in records) and sum(r["phase"] == "eval" for r in records) == 2
+    assert sum(r["phase"] == "eval" for r in records) == 2
+    assert json.loads((run / "summary.json").read_text())["start_policy"] == SFT["policy"] == trainer.start_policy
     samples = [json.loads(line) for line in (run / "samples.jsonl").read_text().splitlines()]
     assert len(samples) == GRPO_STEPS * trainer.cfg.trainer.samples_per_step
     assert {"record_id", "response", "reward", "format"} <= set(samples[0])
@@ -173,7 +189,7 @@ def test_run_directory_contents(trainer):
     model = AutoModelForCausalLM.from_pretrained(policy)
     assert AutoTokenizer.from_pretrained(policy).chat_template
     # The final checkpoint holds exactly the weights the learner had at the end of fit() (a tied LM
-    # head is saved once and re-tied on load), and they differ from the warm-started start.
+    # head is saved once and re-tied on load), and they differ from the SFT start.
     assert checksum(model.state_dict().items()) == FINAL["checksum"]
-    warm = AutoModelForCausalLM.from_pretrained(run / "warmstart" / "policy")
+    warm = AutoModelForCausalLM.from_pretrained(SFT["policy"])
     assert checksum(warm.state_dict().items()) != FINAL["checksum"]

@@ -94,13 +94,6 @@ def test_update_raises_logprobs_of_positive_advantage_sequences(tiny_model_dir):
     assert (change[batch.advantages > 0] > 0).all() and (change[batch.advantages < 0] < 0).all()
 
 
-def test_sft_steps_lower_the_loss(tiny_model_dir):
-    worker = _worker(tiny_model_dir, with_reference=False, lr=5e-3)
-    batch = _batch([0.0] * 4)
-    losses = [worker.sft_step(batch)["sft/loss"] for _ in range(10)]
-    assert losses[-1] < losses[0] - 0.5
-
-
 def test_lora_reference_is_the_base_model_with_adapters_off(tiny_model_dir):
     """With LoRA the KL reference is the same network with its adapters switched off: it must equal
     the base checkpoint before and after training, while the policy moves away from it."""
@@ -137,9 +130,9 @@ def test_lora_exports_merged_weights_under_base_names(tiny_model_dir):
 def test_zero3_exports_the_same_full_weights(tiny_model_dir):
     from transformers import AutoModelForCausalLM
 
-    worker = _worker(tiny_model_dir, "learner.zero_stage=3", with_reference=False)
+    worker = _worker(tiny_model_dir, "learner.zero_stage=3", "algorithm.kl_beta=0.0", with_reference=False)
     exported = _weights(worker)
     base = dict(AutoModelForCausalLM.from_pretrained(tiny_model_dir).named_parameters())
     for name, param in base.items():
         torch.testing.assert_close(exported[name], param.detach(), msg=name)
-    assert worker.sft_step(_batch([0.0] * 4))["sft/loss"] > 0  # and it trains
+    assert worker.train_step(_batch([1.0, -1.0, 1.0, -1.0]))["train/grad_norm"] > 0  # and it trains

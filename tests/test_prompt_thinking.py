@@ -6,8 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-from empathy_rl import coe, warmstart
+from empathy_rl import coe
 from empathy_rl.config import load_config
+from empathy_rl.data.seed_posts import load_seed_posts
 from empathy_rl.tiny_model import train_tokenizer
 from rollout.prompts import PromptBuilder
 
@@ -23,7 +24,7 @@ THINKING_TEMPLATE = (
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    posts = warmstart.load_seed_posts()
+    posts = load_seed_posts()
     tok = train_tokenizer([*coe.SYSTEM_PROMPTS.values(), *(p["description"] for p in posts)], vocab_size=600)
     tok.chat_template = THINKING_TEMPLATE
     return tok

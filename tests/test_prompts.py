@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from empathy_rl import coe, warmstart
+from empathy_rl import coe
+from empathy_rl.data.seed_posts import load_seed_posts
 from empathy_rl.data import CounselingRecord
 from empathy_rl.tiny_model import EOS_TOKEN, train_tokenizer
 from rollout.prompts import PromptBuilder
@@ -18,7 +19,7 @@ LONG_ZH = "我最近很难过，觉得身边没有人能理解我，每天晚上
 
 @pytest.fixture(scope="module")
 def tokenizer():
-    posts = warmstart.load_seed_posts()
+    posts = load_seed_posts()
     texts = [*coe.SYSTEM_PROMPTS.values(), *(p["title"] for p in posts), *(p["description"] for p in posts)]
     return train_tokenizer(texts, vocab_size=800)
 
@@ -203,20 +204,24 @@ def test_coe_tags_survive_encoding_and_skip_special_decoding(tokenizer) -> None:
 
 
 # --------------------------------------------------------------------------------------------
-# Warm-start rows go through the same truncation
+# SFT rows go through the same truncation
 # --------------------------------------------------------------------------------------------
 
 
-def test_warmstart_examples_keep_the_assistant_header_when_cut(tokenizer, overhead) -> None:
-    """An over-long warm-start query is cut inside the user turn (not at the end of the prompt, which
+def test_sft_examples_keep_the_assistant_header_when_cut(tokenizer, overhead) -> None:
+    """An over-long SFT query is cut inside the user turn (not at the end of the prompt, which
     would drop the assistant header the model must learn to answer after)."""
-    examples = [warmstart.CoEExample(language="en", query=LONG_EN, layers=("a", "b", "c", "d"), answer="ok", crisis=False)]
+    from empathy_rl.coe_data import CoERecord, Review
+    from empathy_rl.sft_data import encode_records
+
+    records = [CoERecord("r0", "en", LONG_EN, ("a", "b", "c", "d"), "ok", review=Review(status="accepted"))]
     max_len = overhead["en"] + 20
     builder = PromptBuilder(tokenizer, max_len)
-    [(prompt, response)] = warmstart.encode_examples(examples, builder, tokenizer, max_response_len=64)
+    [example], counts = encode_records(records, builder, tokenizer, max_response_len=64, max_len=10_000)
+    prompt, response = list(example.prompt), list(example.response)
     assert len(prompt) <= max_len and _text(tokenizer, prompt).endswith(GEN_PROMPT)
-    assert builder.counts["truncated"] == 1
+    assert builder.counts["truncated"] == 1 and counts["kept"] == 1
     assert response[-1] == tokenizer.eos_token_id
     assert coe.parse_coe(tokenizer.decode(response[:-1])).ok
-    dropped = warmstart.encode_examples(examples, PromptBuilder(tokenizer, max_len, overlong="drop"), tokenizer, 64)
-    assert dropped == []
+    dropped, counts = encode_records(records, PromptBuilder(tokenizer, max_len, overlong="drop"), tokenizer, 64, 10_000)
+    assert dropped == [] and counts["prompt_dropped"] == 1

@@ -32,7 +32,7 @@ def _args(tiny_model_dir, bundled_data_dir, run_dir, *extra):
         sys.executable, "-m", "empathy_rl.cli", "grpo", "--config", str(REPO / "configs" / "tiny-cpu.yaml"),
         f"model.path={tiny_model_dir}", f"data.prepared_dir={bundled_data_dir}", f"trainer.run_dir={run_dir}",
         "reward.encoder=minilm", "reward.answer_threshold=0.1",
-        f"trainer.total_steps={STEPS}", f"trainer.prompts_per_step={PROMPTS}", "warmstart.steps=0", "trainer.eval_every=0",
+        f"trainer.total_steps={STEPS}", f"trainer.prompts_per_step={PROMPTS}", "warmstart.run_sft=false", "trainer.eval_every=0",
         "checkpoint.save_every=1", "checkpoint.keep_last=2", "logging.progress_bar=false", "cluster.num_cpus=2", *extra,
     ]
 

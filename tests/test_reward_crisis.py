@@ -90,17 +90,19 @@ def test_component_delegates_and_config_keys_exist() -> None:
     assert crisis_component(False, answer) == 0.0
 
 
-def test_bundled_crisis_answers_and_warm_start_examples_earn_plus_one() -> None:
+def test_bundled_crisis_answers_and_sft_examples_earn_plus_one() -> None:
     """The demo's own crisis replies must be what the reward asks for, or GRPO would fight them."""
-    from empathy_rl.warmstart import build_examples, load_seed_posts
+    from empathy_rl.coe_data import accepted_records, bundled_path
+    from empathy_rl.data.seed_posts import load_seed_posts
 
     for post in load_seed_posts():
         if post["topic"] == "crisis":
             for answer in post["answers"]:
                 assert crisis_reward(True, answer, post["language"]) == 1.0, post["id"]
-    for example in build_examples(200):
-        if example.crisis:
-            assert crisis_reward(True, example.answer, example.language) == 1.0, example.answer
+    crisis = [r for r in accepted_records([bundled_path()]) if r.crisis]
+    assert len(crisis) >= 16
+    for record in crisis:
+        assert crisis_reward(True, record.answer, record.language) == 1.0, record.id
 
 
 def test_crisis_handled_rate_in_driver_metrics() -> None:

@@ -221,7 +221,7 @@ def test_slang_and_means_are_flagged(text: str, category: str) -> None:
 
 def test_bundled_crisis_posts_are_all_flagged_and_others_are_not() -> None:
     """Our own seed posts are labelled: every crisis post must be flagged, no everyday post."""
-    from empathy_rl.warmstart import load_seed_posts
+    from empathy_rl.data.seed_posts import load_seed_posts
 
     posts = load_seed_posts()
     flagged = {p["id"]: detect_crisis(p["title"] + "\n" + p["description"]) for p in posts}

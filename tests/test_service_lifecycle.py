@@ -42,7 +42,7 @@ def _cfg(tiny_model_dir, bundled_data_dir, run_dir, app, *extra):
     return [
         f"model.path={tiny_model_dir}", f"data.prepared_dir={bundled_data_dir}", f"trainer.run_dir={run_dir}",
         "reward.encoder=minilm", "reward.answer_threshold=0.1", f"reward.app_name={app}",
-        "warmstart.steps=0", "trainer.eval_every=0", "logging.progress_bar=false", *extra,
+        "warmstart.run_sft=false", "trainer.eval_every=0", "logging.progress_bar=false", *extra,
     ]
 
 

@@ -113,6 +113,8 @@ def test_object_store_sync_succeeds_and_marks_the_version(local_ray):
     sync, pool = _sync("object_store", [False, False], timeout=60)
     assert sync.push(3) == ["ok-3-1", "ok-3-1"]
     assert pool.version == 3
+    # one call per learner rank and per rollout worker, whatever the buckets hold
+    assert sync.last_push["calls"] == 1 + 2 and sync.last_push["buckets"] == 1
 
 
 def test_object_store_sync_that_hangs_names_stage_and_worker(local_ray):
