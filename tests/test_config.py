@@ -69,7 +69,7 @@ def test_tiny_preset_loads_and_validates() -> None:
     assert cfg.rollout.group_size == 4
     assert cfg.warmstart.run_sft and cfg.warmstart.policy is None
     assert cfg.sft.packing and cfg.sft.output_dir == "runs/sft" and cfg.sft.data == []
-    assert cfg.trainer.total_steps == 40
+    assert cfg.trainer.total_steps == 30
     assert len(cfg.data.sources) == 1
     source = cfg.data.sources[0]
     assert isinstance(source, DataSourceConfig)

@@ -122,7 +122,7 @@ def test_eval_cli_generates_with_vllm_actor(tmp_path: Path, tiny_model_dir: Path
     argv = ["eval", "--config", str(TINY), "--system", f"base={tiny_model_dir}", "--system", f"warm={tmp_path / 'ws'}",
             "--split", "validation", "--output", str(out), f"data.prepared_dir={bundled_data_dir}",
             f"model.tokenizer_path={tiny_model_dir}", "eval.max_prompts=4", "eval.max_response_len=24",
-            "reward.answer_weight=0", "eval.bootstrap_resamples=50", "cluster.num_cpus=2", "logging.progress_bar=false"]
+            "reward.answer_weight=0", "eval.bootstrap_resamples=50", "eval.decoding=greedy", "eval.samples_per_prompt=1", "cluster.num_cpus=2", "logging.progress_bar=false"]
     assert main(argv) == 0
     printed = capsys.readouterr().out
     assert "BLEU-1" in printed and "base" in printed and "warm" in printed
