@@ -184,3 +184,15 @@ def header(command: str, load_start: str, load_end: str, note: Optional[str] = N
     if note:
         lines.append(note)
     return "\n".join(lines) + "\n"
+
+
+def publish(script: str, section: str, note: str, table: str, load_start: str, load_end: str, write_docs: bool) -> None:
+    """Print `note` and the median/spread `table`; with `--write-docs`, put both into docs under `section`.
+
+    One place for the ending every table benchmark shares, so the command recorded in the docs is
+    always the one that ran (`python bench/<script> <its arguments>`, `--write-docs` left out).
+    """
+    print("\n" + note + "\n\n" + table, flush=True)
+    if write_docs:
+        command = " ".join([f"python bench/{Path(script).name}", *sys.argv[1:]]).replace(" --write-docs", "")
+        write_section(section, header(command, load_start, load_end, note) + "\n" + table)

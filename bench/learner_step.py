@@ -300,10 +300,7 @@ def main() -> None:
         f"micro-batch {micro}, {threads} torch thread(s), ZeRO-{lean.cfg.learner.zero_stage}. Padding share of the forward positions: "
         f"{pad_rows:.2f} in row order, {pad_sorted:.2f} sorted."
     )
-    print("\n" + summary + "\n\n" + table, flush=True)
-    if args.write_docs:
-        command = " ".join(["python bench/learner_step.py", *sys.argv[1:]]).replace(" --write-docs", "")
-        _common.write_section(f"learner_step_{args.size}", _common.header(command, load_start, load_end, summary) + "\n" + table)
+    _common.publish(__file__, f"learner_step_{args.size}", summary, table, load_start, load_end, args.write_docs)
     print(f"lean / bound median ratio: {statistics.median(ratios['lean / bound']):.2f}, lean / tight bound+ref {statistics.median(ratios['lean / tight bound+ref']):.2f} (goal <= 1.5)")
 
 

@@ -112,10 +112,7 @@ def main() -> None:
         f"Model {args.size} ({params / 1e6:.2f}M parameters), {len(prompts)} prompts x G={args.group_size}, up to {args.max_tokens} new "
         f"tokens, temperature 1.0, {args.threads} torch thread(s) for both."
     )
-    print("\n" + note + "\n" + table, flush=True)
-    if args.write_docs:
-        command = " ".join(["python bench/rollout_vs_hf.py", *sys.argv[1:]]).replace(" --write-docs", "")
-        _common.write_section(f"rollout_vs_hf_{args.size}", _common.header(command, load_start, load_end, note) + "\n" + table)
+    _common.publish(__file__, f"rollout_vs_hf_{args.size}", note, table, load_start, load_end, args.write_docs)
 
 
 if __name__ == "__main__":

@@ -96,10 +96,8 @@ def main() -> None:
         lines.append(f"| {mode} | " + " | ".join(_common.spread([r[k] for r in runs], "{:.1f}") for k in KEYS) + " |")
     lines += ["", f"Concurrent / sequential time to step 1, per repeat: {_common.spread(ratios, '{:.2f}')}."]
     table = "\n".join(lines)
-    print("\nseconds, median (min-max, n)\n" + table, flush=True)
-    if args.write_docs:
-        command = " ".join(["python bench/startup.py", *sys.argv[1:]]).replace(" --write-docs", "")
-        _common.write_section("startup", _common.header(command, load_start, load_end, "Seconds, median (min-max, n); every run a fresh process with warm caches.") + "\n" + table)
+    note = "Seconds, median (min-max, n); every run a fresh process with warm caches."
+    _common.publish(__file__, "startup", note, table, load_start, load_end, args.write_docs)
 
 
 if __name__ == "__main__":

@@ -113,10 +113,7 @@ def main() -> None:
         f"| buckets per sync | {_common.spread(buckets, '{:.0f}')} |",
     ]
     table = "\n".join(lines)
-    print("\n" + note + "\n\n" + table, flush=True)
-    if args.write_docs:
-        command = " ".join(["python bench/weight_sync_bound.py", *sys.argv[1:]]).replace(" --write-docs", "")
-        _common.write_section(f"weight_sync_{args.size}", _common.header(command, load_start, load_end, note) + "\n" + table)
+    _common.publish(__file__, f"weight_sync_{args.size}", note, table, load_start, load_end, args.write_docs)
 
 
 if __name__ == "__main__":

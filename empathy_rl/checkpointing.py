@@ -20,6 +20,8 @@ import shutil
 from pathlib import Path
 from typing import Any, Optional
 
+from empathy_rl.atomic_io import atomic_write_text, fsync_dir
+
 STATE_FILE = "trainer_state.json"
 LATEST = "latest"
 TMP_PREFIX = ".tmp-"
@@ -49,26 +51,7 @@ def fsync_tree(root: Path) -> None:
             finally:
                 os.close(fd)
     for dirpath in reversed(dirs):
-        _fsync_dir(Path(dirpath))
-
-
-def _fsync_dir(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def atomic_write_text(path: Path, text: str) -> None:
-    """Write `path` through a fsynced temporary file and a rename: readers see old or new, never half."""
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "w", encoding="utf-8") as fh:
-        fh.write(text)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
-    _fsync_dir(path.parent)
+        fsync_dir(Path(dirpath))
 
 
 class CheckpointStore:
@@ -94,7 +77,7 @@ class CheckpointStore:
         if final.exists():  # left by a run that crashed before updating `latest`; this one replaces it
             shutil.rmtree(final)
         os.rename(staging, final)
-        _fsync_dir(self.root)
+        fsync_dir(self.root)
         atomic_write_text(self.root / LATEST, final.name)
         self.prune()
         return final

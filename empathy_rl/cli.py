@@ -195,6 +195,7 @@ def cmd_pipeline(args: argparse.Namespace) -> int:
 def cmd_draft_coe(args: argparse.Namespace) -> int:
     """A teacher model drafts CoE SFT examples for prepared records (empathy_rl/drafting.py)."""
     from empathy_rl.drafting import draft_coe, summary_path
+    from empathy_rl.file_lock import LockTimeout
     from empathy_rl.openai_compat import EndpointError
 
     cfg = load_config(args.config, args.overrides)
@@ -208,6 +209,9 @@ def cmd_draft_coe(args: argparse.Namespace) -> int:
     except EndpointError as err:
         print(f"empathy-rl: teacher error: {err}\n  finished records are in {cfg.draft.output}; re-run to resume "
               f"(summary: {summary_path(cfg.draft.output)})", file=sys.stderr)
+        return 1
+    except LockTimeout as err:
+        print(f"empathy-rl: {err}", file=sys.stderr)
         return 1
     print(summary.format())
     print(f"summary written to {summary_path(cfg.draft.output)}")

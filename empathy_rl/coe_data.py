@@ -30,13 +30,14 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
-import tempfile
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterable, Optional, Sequence
 
 from empathy_rl import coe
+from empathy_rl.atomic_io import atomic_write_lines
+from empathy_rl.jsonl import iter_jsonl
 
 SOURCES = ("written", "drafted", "edited")
 STATUSES = ("draft", "accepted", "rejected")
@@ -196,48 +197,18 @@ def read_records(path: str | os.PathLike[str]) -> list[CoERecord]:
         raise CoEDataError(f"{path}: no such CoE data file")
     records: list[CoERecord] = []
     seen: dict[str, int] = {}
-    with path.open("rb") as fh:
-        for number, raw_line in enumerate(fh, start=1):
-            where = f"{path}:{number}"
-            try:
-                line = raw_line.decode("utf-8")
-            except UnicodeDecodeError as exc:
-                raise CoEDataError(f"{where}: not UTF-8 ({exc.reason} at byte {exc.start})") from None
-            if not line.strip():
-                continue
-            try:
-                obj = json.loads(line)
-            except json.JSONDecodeError as exc:
-                raise CoEDataError(f"{where}: invalid JSON ({exc.msg}, column {exc.colno})") from None
-            record = CoERecord.from_dict(obj, where)
-            if record.id in seen:
-                raise CoEDataError(f"{where}: duplicate id {record.id!r} (first on line {seen[record.id]})")
-            seen[record.id] = number
-            records.append(record)
+    for number, obj in iter_jsonl(path, CoEDataError):
+        record = CoERecord.from_dict(obj, f"{path}:{number}")
+        if record.id in seen:
+            raise CoEDataError(f"{path}:{number}: duplicate id {record.id!r} (first on line {seen[record.id]})")
+        seen[record.id] = number
+        records.append(record)
     return records
 
 
 def write_records(path: str | os.PathLike[str], records: Iterable[CoERecord]) -> int:
-    """Write records atomically (temp file + rename), so a crash never leaves a half-written file."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    count = 0
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a data file gets the usual permissions
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            for record in records:
-                fh.write(json.dumps(record.to_dict(), ensure_ascii=False) + "\n")
-                count += 1
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return count
+    """Write records atomically (`atomic_io`: temp file + rename), so a crash never leaves a half-written file."""
+    return atomic_write_lines(path, (json.dumps(record.to_dict(), ensure_ascii=False) for record in records))
 
 
 def append_record(path: str | os.PathLike[str], record: CoERecord) -> None:

@@ -102,6 +102,8 @@ class RolloutConfig:
     system_prompt_language: str = "auto"  # zh | en | auto (the record's language)
     system_prompt_style: str = "full"  # full CoE instructions | compact one-liner (tiny models, short context)
     enable_thinking: bool = False  # passed to the chat template: Qwen3 templates think (<think>) unless told not to; the CoE is our reasoning
+    stream_rewards: bool = False  # score each group as soon as its G candidates are done (vLLM finish order), overlapping reward with the rest of generation; same batch and rewards as off (docs/design.md); off by default: on the tiny preset every group finishes at the length limit in the same engine step and scoring takes ~0.04 s, so it saved nothing measurable (docs/benchmarks.md)
+    max_num_seqs: Optional[int] = None  # vLLM max_num_seqs: sequences decoded at once per engine (None: vLLM's default); fewer makes groups finish in waves
 
 
 @dataclass
@@ -393,6 +395,7 @@ class DraftConfig:
     local_kv_cache_space_gib: int = 1  # teacher_path on CPU: VLLM_CPU_KVCACHE_SPACE
     local_gpu_memory_utilization: float = 0.8  # teacher_path on cluster.device=cuda: share of GPU memory vLLM may take
     local_enable_thinking: bool = False  # teacher_path: passed to the chat template (Qwen3 thinks unless told not to)
+    lock_timeout_s: float = 30.0  # how long one append waits for <output>.lock while `empathy-rl review` of the same file writes a decision
 
 
 @dataclass
@@ -496,6 +499,7 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("data.val_fraction", 0, 1, True),
     ("data.test_fraction", 0, 1, True),
     ("rollout.num_workers", 1, None, True),
+    ("rollout.max_num_seqs", 1, None, True),
     ("rollout.max_restarts", 0, None, True),
     ("rollout.num_cpus_per_worker", 0, None, True),
     ("rollout.num_gpus_per_worker", 0, None, True),
@@ -616,6 +620,7 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("review.port", 0, 65535, True),
     ("review.max_field_chars", 1, None, True),
     ("review.lock_timeout_s", 0, None, False),
+    ("draft.lock_timeout_s", 0, None, False),
     ("trainer.learner_restarts", 0, None, True),
     ("timeouts.startup_s", 0, None, False),
     ("timeouts.generate_s", 0, None, False),

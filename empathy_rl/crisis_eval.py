@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Callable, Iterable, Optional
 
+from empathy_rl.jsonl import iter_jsonl
 from empathy_rl.safety import LEVELS, CrisisAssessment, assess_crisis
 
 
@@ -32,29 +33,22 @@ def load(path: str | Path) -> list[dict[str, Any]]:
     `categories` defaults to [], `kind` to "unspecified", and `split` may be absent (any file with
     these keys can be reported, e.g. a blind held-out set without splits)."""
     items = []
-    with open(path, encoding="utf-8") as handle:
-        for number, line in enumerate(handle, 1):
-            if not line.strip():
-                continue
-            try:
-                item = json.loads(line)
-            except json.JSONDecodeError as err:
-                raise EvalDataError(f"{path}:{number}: not JSON ({err.msg})") from err
-            if not isinstance(item, dict):
-                raise EvalDataError(f"{path}:{number}: expected a JSON object")
-            for key in REQUIRED:
-                if not isinstance(item.get(key), str):
-                    raise EvalDataError(f"{path}:{number}: field {key!r} missing or not a string")
-            if item["level"] not in LEVELS:
-                raise EvalDataError(f"{path}:{number}: field 'level' is {item['level']!r}, expected one of {LEVELS}")
-            if item["language"] not in ("zh", "en"):
-                raise EvalDataError(f"{path}:{number}: field 'language' is {item['language']!r}, expected zh or en")
-            categories = item.get("categories", [])
-            if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
-                raise EvalDataError(f"{path}:{number}: field 'categories' must be a list of strings")
-            item["categories"] = categories
-            item["kind"] = str(item.get("kind") or "unspecified")
-            items.append(item)
+    for number, item in iter_jsonl(path, EvalDataError):
+        if not isinstance(item, dict):
+            raise EvalDataError(f"{path}:{number}: expected a JSON object")
+        for key in REQUIRED:
+            if not isinstance(item.get(key), str):
+                raise EvalDataError(f"{path}:{number}: field {key!r} missing or not a string")
+        if item["level"] not in LEVELS:
+            raise EvalDataError(f"{path}:{number}: field 'level' is {item['level']!r}, expected one of {LEVELS}")
+        if item["language"] not in ("zh", "en"):
+            raise EvalDataError(f"{path}:{number}: field 'language' is {item['language']!r}, expected zh or en")
+        categories = item.get("categories", [])
+        if not isinstance(categories, list) or not all(isinstance(c, str) for c in categories):
+            raise EvalDataError(f"{path}:{number}: field 'categories' must be a list of strings")
+        item["categories"] = categories
+        item["kind"] = str(item.get("kind") or "unspecified")
+        items.append(item)
     return items
 
 

@@ -15,7 +15,9 @@ the first `draft.max_records`):
    the drafting instructions of `draft.instructions_file`, and the query as the user turn.
 3. The reply (after dropping a leading `<think>` block when `draft.strip_think`) must pass
    `coe.parse_coe`. A reply that does not is retried with a new seed, up to `draft.max_attempts`.
-4. The record is appended to `draft.output` at once (`coe_data.append_record`): status `draft`,
+4. The record is appended to `draft.output` at once (`coe_data.append_record`), holding the review
+   lock `<output>.lock` (`empathy_rl.file_lock`) for that append only, so `empathy-rl review` can
+   be open on the same file meanwhile and neither loses the other's lines: status `draft`,
    provenance `drafted` by the teacher model; or, after the last failed attempt, with empty layers
    and answer, the last reply in `raw` and the parser's error code in `parse_error`.
 
@@ -30,11 +32,9 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import json
 import logging
 import os
 import re
-import tempfile
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -46,9 +46,11 @@ import yaml
 
 from empathy_rl import coe
 from empathy_rl.anonymize import anonymize
+from empathy_rl.atomic_io import atomic_write_json
 from empathy_rl.coe_data import CoEDataError, CoERecord, Provenance, Review, append_record, read_records, utc_now
 from empathy_rl.config import ConfigError, DraftConfig, EmpathyRLConfig
 from empathy_rl.data.records import CounselingRecord, load_records
+from empathy_rl.file_lock import LockTimeout, exclusive_lock, lock_path
 from empathy_rl.safety import detect_crisis
 from empathy_rl.teacher import Messages, Teacher, TeacherRequest, check_teacher, make_teacher
 
@@ -142,18 +144,19 @@ def attempt_seed(base: int, record_id: str, attempt: int) -> int:
     return (base * 1_000_003 + digest) % 2**31
 
 
-def done_ids(output: Path) -> set[str]:
+def done_ids(output: Path, lock_timeout_s: float = DraftConfig.lock_timeout_s) -> set[str]:
     """Ids already in the output. A torn last line (a crash in the middle of an append) is cut off
     first, with a warning: its record is drafted again."""
     if not output.exists():
         return set()
-    data = output.read_bytes()
-    if data and not data.endswith(b"\n"):
-        keep = data.rfind(b"\n") + 1
-        log.warning("%s: the last line was cut off mid-write; removing it (%d bytes) so that record is drafted again",
-                    output, len(data) - keep)
-        with output.open("r+b") as fh:
-            fh.truncate(keep)
+    with exclusive_lock(lock_path(output), lock_timeout_s):  # a review server may be rewriting the file
+        data = output.read_bytes()
+        if data and not data.endswith(b"\n"):
+            keep = data.rfind(b"\n") + 1
+            log.warning("%s: the last line was cut off mid-write; removing it (%d bytes) so that record is drafted again",
+                        output, len(data) - keep)
+            with output.open("r+b") as fh:
+                fh.truncate(keep)
     try:
         return {r.id for r in read_records(output)}
     except CoEDataError as err:
@@ -183,17 +186,18 @@ class _Job:
 
 
 def _write_summary(summary: DraftSummary) -> None:
-    path = summary_path(summary.output)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    atomic_write_json(summary_path(summary.output), summary.to_dict(), indent=2)
+
+
+def append_draft(output: Path, record: CoERecord, lock_timeout_s: float) -> None:
+    """Append one record under `<output>.lock`, the lock a review server holds while it rewrites the
+    file: without it an append landing between the server's read and its rename would be lost."""
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(summary.to_dict(), fh, indent=2, ensure_ascii=False)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        with exclusive_lock(lock_path(output), lock_timeout_s):
+            append_record(output, record)
+    except LockTimeout as err:
+        raise LockTimeout(f"{err} (a review server of {output}?); draft.lock_timeout_s={lock_timeout_s:g}; "
+                          "the records before this one are saved: re-run to resume") from None
 
 
 class _Drafter:
@@ -223,7 +227,7 @@ class _Drafter:
             record.parse_error = job.last_error
             self.summary.failed += 1
             log.debug("record %s: no parseable draft after %d attempts (last: %s)", r.id, job.attempts, job.last_error)
-        append_record(self.output, record)
+        append_draft(self.output, record, self.cfg.lock_timeout_s)
         self.summary.crisis += int(job.crisis)
         self.summary.retried += int(job.attempts > 1)
         self.bar.update(1)
@@ -274,7 +278,7 @@ def draft_coe(
     output = Path(d.output)
     summary = DraftSummary(output=str(output), prepared=str(Path(prepared_dir) / f"{d.split}.parquet"))
     selected = select_records(d, prepared_dir)
-    done = done_ids(output)
+    done = done_ids(output, d.lock_timeout_s)
     summary.selected = len(selected)
     todo: list[CounselingRecord] = []
     queued: set[str] = set()

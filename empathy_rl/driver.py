@@ -73,6 +73,15 @@ class StepResult:
     record_ids: list[str] = field(default_factory=list)  # the records this step drew, in order (prompts.jsonl)
 
 
+@dataclass
+class ScoredRollout:
+    """A rollout whose groups were scored while it generated (`rollout.stream_rewards`)."""
+
+    rollout: Any  # RolloutBatch
+    scores: list  # one Score per candidate, in candidate order
+    timing: dict[str, float]  # time/reward_s and the timing/* keys of empathy_rl.reward_stream.overlap_metrics
+
+
 class GRPOTrainer:
     """Owns the actors of one run. `fit()` runs `trainer.total_steps` GRPO steps from the starting policy."""
 
@@ -223,7 +232,8 @@ class GRPOTrainer:
         self.weight_sync.setup()  # NCCL: its own port (sync.nccl_port or a free one), never DeepSpeed's
         from empathy_rl.rollout_source import RolloutSource
 
-        self.source = RolloutSource(self.cfg, self.loader, self.prompts, self.pool)
+        generate = self._generate_streamed if self.cfg.rollout.stream_rewards else None  # None: pool.generate, scored in train_step
+        self.source = RolloutSource(self.cfg, self.loader, self.prompts, self.pool, generate)
         self.pool.on_restart = self._resync_rollout  # a restarted engine gets the current weights before its prompts are re-issued
         if self.resume_from is not None:
             self.weight_sync.push(self.version)  # every worker holds the learner's resumed weights, at the resumed version
@@ -246,15 +256,41 @@ class GRPOTrainer:
         return time.perf_counter() - start, checksums
 
     def _score(self, rollout) -> tuple[list, float]:
-        from reward.types import ScoreRequest
+        from empathy_rl.reward_stream import score_requests
 
         prompts = {p.uid: p for p in rollout.prompts}
-        items = [
-            ScoreRequest(p.query, c.text, p.crisis, language=p.language, references=p.references)
-            for c in rollout.candidates
-            for p in (prompts[c.prompt_uid],)
-        ]
+        items = [item for c in rollout.candidates for item in score_requests(prompts[c.prompt_uid], [c])]
         return self.reward.score(items)
+
+    def _generate_streamed(self, prompts: list, seed: int) -> "ScoredRollout":
+        """Generate with each group scored as soon as it is done (`rollout.stream_rewards`).
+
+        The pool streams groups (`rollout.streaming`); `empathy_rl.reward_stream` sends each to the
+        reward service and collects the scores in batch order. In async mode this runs in the
+        prefetch thread, so both generation and scoring overlap the previous step's training.
+        """
+        from empathy_rl.reward_stream import StreamScorer
+
+        scorer = StreamScorer(self.reward, self.cfg.reward)
+        try:
+            rollout = self.pool.generate_streamed(prompts, seed=seed, on_group=scorer.on_group)
+        except BaseException:
+            scorer.close()
+            raise
+        scores, timing = scorer.finish(rollout)
+        return ScoredRollout(rollout, scores, timing)
+
+    def _scored(self, produced) -> tuple[Any, list, dict[str, float]]:
+        """(rollout, scores, reward timing) of what the rollout source produced: scored already when streamed."""
+        from empathy_rl.reward_stream import overlap_metrics
+
+        if isinstance(produced, ScoredRollout):
+            return produced.rollout, produced.scores, produced.timing
+        scores, t_reward = self._score(produced)
+        generated = produced.stats["time/generate_s"]  # scored after generation: the whole reward time is tail
+        timing = overlap_metrics(generated, generated, generated + t_reward)
+        timing["time/reward_s"] = t_reward
+        return produced, scores, timing
 
     def train_step(self) -> StepResult:
         from learner.batch import from_rollout
@@ -262,9 +298,9 @@ class GRPOTrainer:
         cfg = self.cfg
         t_step = time.perf_counter()
         # sync: generated now; async: generated during the previous step's training (empathy_rl.rollout_source)
-        drawn, rollout = self.source.next(self.step + 1, max(cfg.trainer.total_steps, self.step + 1))
+        drawn, produced = self.source.next(self.step + 1, max(cfg.trainer.total_steps, self.step + 1))
         records, prompts = drawn.records, drawn.prompts
-        scores, t_reward = self._score(rollout)
+        rollout, scores, reward_timing = self._scored(produced)
         rewards = torch.tensor([s.total for s in scores], dtype=torch.float32)
         estimator = grpo.get_advantage_estimator(cfg.algorithm.advantage)
         advantages = estimator(rewards, rollout.group_size, normalize_std=cfg.algorithm.normalize_std, eps=cfg.algorithm.adv_eps)
@@ -279,7 +315,7 @@ class GRPOTrainer:
             **_reward_metrics(scores, rewards, rollout.group_size, prefix="reward"),
             **rollout.stats,
             **train_metrics,
-            "time/reward_s": t_reward,
+            **reward_timing,  # time/reward_s and timing/* (reward tail and overlap, empathy_rl.reward_stream)
             "time/sync_s": t_sync,
             "time/step_s": time.perf_counter() - t_step,
             "rollout/prompts": float(len(prompts)),

@@ -67,23 +67,16 @@ def cmd_rank_serve(args: argparse.Namespace) -> int:
     from empathy_rl.ranking.pages import add_ranking_pages
     from empathy_rl.ranking.sets import load_cases
     from empathy_rl.ranking.store import RankingStore
-    from empathy_rl.webapp.server import App, Server
+    from empathy_rl.webapp.server import App, serve_until_interrupted
 
     cfg = _config(args, [f"rank.port={args.port}"] if args.port is not None else [])
     _setup_logging(cfg.logging.level)
     sets = _sets_dir(args, cfg)
     cases = load_cases(sets)
     store = RankingStore(_db(cfg, sets))
-    server = Server(add_ranking_pages(App(), cases, store), cfg.rank.host, cfg.rank.port)
-    print(f"ranking {len(cases)} case(s): open {server.url}/ (rankings -> {store.path}); Ctrl-C stops", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
-        store.close()
-    return 0
+    return serve_until_interrupted(
+        add_ranking_pages(App(), cases, store), cfg.rank.host, cfg.rank.port,
+        lambda url: f"ranking {len(cases)} case(s): open {url}/ (rankings -> {store.path}); Ctrl-C stops", on_close=store.close)
 
 
 def cmd_rank_report(args: argparse.Namespace) -> int:

@@ -26,6 +26,7 @@ from typing import Any, Optional, Sequence
 import numpy as np
 
 from empathy_rl import eval_metrics
+from empathy_rl.atomic_io import atomic_write_lines
 from empathy_rl.config import EmpathyRLConfig
 from empathy_rl.data import CounselingRecord, load_records
 
@@ -309,9 +310,7 @@ def _write_generations(path: Path, records: list[CounselingRecord], rows_by_syst
             "record_id": record_id, "sample": sample, "language": rec.language, "crisis": rec.crisis,
             "query": anonymize(rec.query), "references": [anonymize(a) for a in rec.answers], "answers": answers,
         }, ensure_ascii=False))
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text("\n".join(lines) + "\n", encoding="utf-8")
-    tmp.replace(path)
+    atomic_write_lines(path, lines)
 
 
 def evaluate_systems(

@@ -30,6 +30,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Callable, Optional, Sequence
 
+from empathy_rl.atomic_io import atomic_write_json
 from empathy_rl.config import ConfigError, EmpathyRLConfig
 
 log = logging.getLogger("empathy_rl")
@@ -374,7 +375,4 @@ def _read_json(path: Path) -> Optional[dict[str, Any]]:
 
 
 def _write_json(path: Path, obj: dict[str, Any]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(obj, indent=1, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
-    os.replace(tmp, path)
+    atomic_write_json(path, obj, indent=1, default=str)

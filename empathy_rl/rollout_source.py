@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 
 @dataclass
@@ -36,11 +36,14 @@ class DrawnStep:
 
 
 class RolloutSource:
-    def __init__(self, cfg: Any, loader: Any, builder: Any, pool: Any):
+    def __init__(self, cfg: Any, loader: Any, builder: Any, pool: Any, generate: Optional[Callable[[list, int], Any]] = None):
+        """`generate(prompts, seed)` makes a step's rollout: `pool.generate` unless the driver passes its
+        own (`rollout.stream_rewards`: generation with each group scored as it finishes)."""
         self.cfg = cfg
         self.loader = loader
         self.builder = builder
         self.pool = pool
+        self.generate = generate or (lambda prompts, seed: pool.generate(prompts, seed=seed))
         self.mode = cfg.trainer.mode
         self.executor = ThreadPoolExecutor(1, thread_name_prefix="rollout-prefetch") if self.mode == "async" else None
         self.pending: Optional[DrawnStep] = None
@@ -59,13 +62,13 @@ class RolloutSource:
         """Step `step`'s records and rollout; in async mode also starts step `step + 1`'s generation."""
         if self.pending is not None and self.pending.step == step:
             drawn, self.pending = self.pending, None
-            rollout = drawn.future.result()  # pool.generate enforces timeouts.generate_s itself
+            rollout = drawn.future.result()  # pool.generate(_streamed) enforces timeouts.generate_s itself, the reward client its own
         else:
             drawn = self._draw(step)
-            rollout = self.pool.generate(drawn.prompts, seed=self.seed(step))
+            rollout = self.generate(drawn.prompts, self.seed(step))
         if self.executor is not None and step + 1 <= last_step:
             ahead = self._draw(step + 1)
-            ahead.future = self.executor.submit(self.pool.generate, ahead.prompts, self.seed(step + 1))
+            ahead.future = self.executor.submit(self.generate, ahead.prompts, self.seed(step + 1))
             self.pending = ahead
         return drawn, rollout
 

@@ -22,7 +22,8 @@ from pathlib import Path
 from typing import Any, Optional
 
 from empathy_rl.anonymize import anonymize
-from empathy_rl.checkpointing import CheckpointStore, atomic_write_text
+from empathy_rl.atomic_io import atomic_write_text
+from empathy_rl.checkpointing import CheckpointStore
 from empathy_rl.config import EmpathyRLConfig, to_yaml
 
 log = logging.getLogger("empathy_rl")

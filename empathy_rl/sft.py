@@ -297,7 +297,7 @@ def run_sft(cfg: EmpathyRLConfig, progress: bool = True) -> Path:
     import ray
     from transformers import AutoTokenizer
 
-    from empathy_rl.checkpointing import atomic_write_text
+    from empathy_rl.atomic_io import atomic_write_text
     from empathy_rl.driver import init_ray
     from empathy_rl.sft_worker import step_plan
 

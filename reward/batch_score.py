@@ -11,14 +11,13 @@ interrupted run leaves no half-written file.
 from __future__ import annotations
 
 import json
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator, Optional
 
 from pydantic import BaseModel, ValidationError
 
+from empathy_rl.atomic_io import atomic_writer
 from empathy_rl.config import RewardConfig
 from reward.http_api import error_from_validation, line_model
 
@@ -95,16 +94,6 @@ def score_file(cfg: RewardConfig, input_path: str, output_path: Optional[str] = 
         _write_scores(cfg, path, total, sys.stdout, progress)
         sys.stdout.flush()
         return total
-    target = Path(output_path)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{target.name}.", suffix=".tmp", dir=target.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as out:
-            _write_scores(cfg, path, total, out, progress)
-            out.flush()
-            os.fsync(out.fileno())
-        os.replace(tmp, target)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(output_path) as out:  # a crash mid-way leaves no half-scored file
+        _write_scores(cfg, path, total, out, progress)
     return total

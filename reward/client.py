@@ -21,7 +21,8 @@ from __future__ import annotations
 
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
 from dataclasses import asdict, fields
 from typing import Any, Callable, Optional, Sequence, TypeVar
 
@@ -74,8 +75,14 @@ class _HandleBackend:
         self.transient = (ray.exceptions.RayActorError, serve_errors.BackPressureError, serve_errors.ReplicaUnavailableError)
 
     def score_chunks(self, chunks: list[list[ScoreRequest]]) -> list[list[Score]]:
-        first = [(self.handle.score_chunk.remote(chunk), time.monotonic()) for chunk in chunks]
-        return [self._collect(i, chunks, first[i]) for i in range(len(chunks))]
+        return self.finish(chunks, self.send(chunks))
+
+    def send(self, chunks: list[list[ScoreRequest]]) -> list[tuple[Any, float]]:
+        """Send every chunk now; `finish` collects them (each waits at most its own deadline from sending)."""
+        return [(self.handle.score_chunk.remote(chunk), time.monotonic()) for chunk in chunks]
+
+    def finish(self, chunks: list[list[ScoreRequest]], sent: list[tuple[Any, float]]) -> list[list[Score]]:
+        return [self._collect(i, chunks, sent[i]) for i in range(len(chunks))]
 
     def _collect(self, i: int, chunks: list[list[ScoreRequest]], first: tuple[Any, float]) -> list[Score]:
         timeout = self.cfg.request_timeout_s
@@ -152,7 +159,26 @@ class _HttpBackend:
         raise RewardServiceError(f"reward stage: {what} at {self.base}: HTTP {reply.status_code} {detail}{hint}")
 
     def score_chunks(self, chunks: list[list[ScoreRequest]]) -> list[list[Score]]:
-        return list(self.pool.map(self._post, range(len(chunks)), chunks, [len(chunks)] * len(chunks)))
+        return self.finish(chunks, self.send(chunks))
+
+    def send(self, chunks: list[list[ScoreRequest]]) -> list[Future]:
+        """Queue every chunk's POST on the client's threads; `finish` collects them in order."""
+        return [self.pool.submit(self._post, i, chunk, len(chunks)) for i, chunk in enumerate(chunks)]
+
+    def finish(self, chunks: list[list[ScoreRequest]], sent: list[Future]) -> list[list[Score]]:
+        # Each POST has its own deadline and retries (_post); this bound only stops a wait that could
+        # otherwise hang: every chunk queued ahead may take as long as one chunk's retries.
+        per_chunk = (self.cfg.max_retries + 1) * self.cfg.request_timeout_s + self.cfg.retry_backoff_s * 2 ** (self.cfg.max_retries + 1)
+        out = []
+        for i, future in enumerate(sent):
+            try:
+                out.append(future.result(timeout=per_chunk * (len(sent) + 1)))
+            except FutureTimeout:
+                raise RewardServiceError(
+                    f"reward stage: chunk {i + 1}/{len(chunks)} at {self.base} not answered within {per_chunk * (len(sent) + 1):g}s "
+                    f"(reward.request_timeout_s={self.cfg.request_timeout_s}, reward.max_retries={self.cfg.max_retries})"
+                ) from None
+        return out
 
     def _post(self, i: int, chunk: list[ScoreRequest], n: int) -> list[Score]:
         body = {"items": [{**asdict(item), "references": list(item.references)} for item in chunk]}
@@ -221,6 +247,16 @@ class RewardClient:
         scores = [s for chunk in self._backend.score_chunks(chunks) for s in chunk] if chunks else []
         return scores, time.perf_counter() - start
 
+    def submit(self, items: Sequence[ScoreRequest], chunk_size: Optional[int] = None) -> "PendingScores":
+        """Send `items` now and return at once; `PendingScores.result()` waits for their scores.
+
+        For streaming (`rollout.stream_rewards`): a group is sent while other groups still generate.
+        Every chunk keeps the deadline and retries of `score`.
+        """
+        chunk_size = chunk_size or self.cfg.chunk_size
+        chunks = [list(items[i : i + chunk_size]) for i in range(0, len(items), chunk_size)]
+        return PendingScores(self._backend, chunks, self._backend.send(chunks) if chunks else [])
+
     def shutdown(self) -> None:
         """Delete the app only if this client deployed it; an attached app or a URL service stays up."""
         self._backend.close()
@@ -229,3 +265,14 @@ class RewardClient:
 
             serve.delete(self.cfg.app_name)
             self.owns_app = False
+
+
+class PendingScores:
+    """Scores of one `RewardClient.submit` call, in input order, once `result()` has collected them."""
+
+    def __init__(self, backend: Any, chunks: list[list[ScoreRequest]], sent: list):
+        self.backend, self.chunks, self.sent = backend, chunks, sent
+
+    def result(self) -> list[Score]:
+        """Wait for every chunk (each within `reward.request_timeout_s` per attempt, retried as in `score`)."""
+        return [s for chunk in self.backend.finish(self.chunks, self.sent) for s in chunk] if self.chunks else []

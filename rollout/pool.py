@@ -8,6 +8,9 @@ records the policy version it serves, and the pool refuses to generate from work
 Each engine goes into its placement-group slot (`empathy_rl.placement`): its own group in the split
 layout, its bundles of the shared group when colocated. Weight pushes are started here but waited
 on by `empathy_rl.weight_sync`, which owns the timeouts and the error messages.
+
+`generate_streamed` returns the same batch but hands each prompt's group to a callback as soon as it
+is done (`rollout.stream_rewards`, `rollout.streaming`); the driver scores the groups there.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from empathy_rl.config import EmpathyRLConfig, run_scoped
 from empathy_rl.placement import Placement
 from empathy_rl.remote import wait_named
 from empathy_rl.sharding import even_slices, token_balanced_slices
+from rollout.streaming import GroupAssembler, OnGroup, stream_supervised
 from rollout.supervision import generate_supervised
 from rollout.types import Candidate, Prompt, RolloutBatch
 from rollout.vllm_engine import RolloutWorker, engine_env
@@ -64,27 +68,57 @@ class RolloutPool:
     def _named(refs: list, indexes: Sequence[int] | None = None) -> list[tuple[str, object]]:
         return [(f"rollout worker {i}", ref) for i, ref in zip(indexes if indexes is not None else range(len(refs)), refs)]
 
+    def _shards(self, prompts: list[Prompt]) -> list[list[Prompt]]:
+        if self.cfg.rollout.balance == "tokens":  # contiguous, so the candidates come back in prompt order
+            parts = token_balanced_slices([len(p.token_ids) for p in prompts], len(self.workers))
+        else:
+            parts = even_slices(len(prompts), len(self.workers))
+        return [prompts[part] for part in parts]
+
     def generate(self, prompts: Sequence[Prompt], seed: int, n: int | None = None, temperature: float | None = None) -> RolloutBatch:
         n = n or self.cfg.rollout.group_size
         temperature = self.cfg.rollout.temperature if temperature is None else temperature
         start = time.perf_counter()
         expected = self.version  # a weight push may land while this runs (async mode); the outputs must be of this version
         prompts = list(prompts)
-        if self.cfg.rollout.balance == "tokens":  # contiguous, so the candidates come back in prompt order
-            parts = token_balanced_slices([len(p.token_ids) for p in prompts], len(self.workers))
-        else:
-            parts = even_slices(len(prompts), len(self.workers))
-        shards = [prompts[part] for part in parts]
         results, restarted = generate_supervised(
-            self.workers, shards, lambda w, shard: w.generate.remote(shard, n, temperature, seed),
+            self.workers, self._shards(prompts), lambda w, shard: w.generate.remote(shard, n, temperature, seed),
             self.cfg.timeouts.generate_s, self.cfg.timeouts.startup_s, self.cfg.rollout.max_restarts, self.on_restart,
         )
         self.restarts += restarted
-        candidates: list[Candidate] = [c for part in results for c in part]
+        return self._batch(prompts, [c for part in results for c in part], n, expected, start)
+
+    def generate_streamed(
+        self, prompts: Sequence[Prompt], seed: int, on_group: OnGroup, n: int | None = None, temperature: float | None = None
+    ) -> RolloutBatch:
+        """`generate`, calling `on_group(prompt, candidates)` for each group as soon as it is done.
+
+        Same prompts, seeds and returned batch as `generate` (`rollout.streaming`); the groups reach
+        `on_group` in finish order, and a group of a worker that died and was re-run reaches it again.
+        """
+        n = n or self.cfg.rollout.group_size
+        temperature = self.cfg.rollout.temperature if temperature is None else temperature
+        start = time.perf_counter()
+        expected = self.version
+        prompts = list(prompts)
+        assembler = GroupAssembler(prompts, n)
+
+        def deliver(group: list[Candidate]) -> None:
+            on_group(assembler.add(group), group)
+
+        restarted = stream_supervised(
+            self.workers, self._shards(prompts),
+            lambda w, shard: w.generate_stream.options(num_returns="streaming").remote(shard, n, temperature, seed),
+            deliver, self.cfg.timeouts.generate_s, self.cfg.timeouts.startup_s, self.cfg.rollout.max_restarts, self.on_restart,
+        )
+        self.restarts += restarted
+        return self._batch(prompts, assembler.candidates(), n, expected, start)
+
+    def _batch(self, prompts: list[Prompt], candidates: list[Candidate], n: int, expected: int, start: float) -> RolloutBatch:
         versions = {c.policy_version for c in candidates}
         if versions != {expected}:
             raise RuntimeError(f"rollout workers served policy versions {sorted(versions)}, expected {expected}")
-        batch = RolloutBatch(list(prompts), candidates, n)
+        batch = RolloutBatch(prompts, candidates, n)
         lengths = [len(c.token_ids) for c in candidates]
         batch.stats = {
             "rollout/response_len_mean": sum(lengths) / max(len(lengths), 1),

@@ -18,7 +18,7 @@ import logging
 import os
 import threading
 import time
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from empathy_rl.config import EmpathyRLConfig
 from empathy_rl.weight_buckets import BucketIndex
@@ -70,6 +70,8 @@ class RolloutWorker:
             chunked = False
         if chunked is not None:
             kwargs["enable_chunked_prefill"] = chunked
+        if cfg.rollout.max_num_seqs is not None:
+            kwargs["max_num_seqs"] = cfg.rollout.max_num_seqs
         if cfg.cluster.device == "cuda":
             kwargs["gpu_memory_utilization"] = cfg.rollout.gpu_memory_utilization
             if cfg.rollout.tensor_parallel_size > 1:
@@ -80,14 +82,8 @@ class RolloutWorker:
         log.info("rollout worker %d: vLLM ready in %.1fs", worker_index, time.perf_counter() - start)
 
     # ---------------------------------------------------------------- sampling
-    def generate(
-        self, prompts: Sequence[Prompt], n: int, temperature: float, seed: int, max_tokens: int | None = None
-    ) -> list[Candidate]:
-        """Sample `n` candidates for each prompt, in prompt order (candidates of one prompt adjacent).
-
-        Each prompt gets its own seed (`seed` + prompt uid), so a step is reproducible whatever the
-        split of prompts across workers.
-        """
+    def _requests(self, prompts: Sequence[Prompt], n: int, temperature: float, seed: int, max_tokens: int | None) -> tuple[list, list]:
+        """vLLM inputs and sampling parameters, one per prompt; each prompt's seed is `seed` + its uid."""
         from vllm import SamplingParams, TokensPrompt
 
         r = self.cfg.rollout
@@ -104,28 +100,74 @@ class RolloutWorker:
             )
             for p in prompts
         ]
-        inputs = [TokensPrompt(prompt_token_ids=list(p.token_ids)) for p in prompts]
+        return [TokensPrompt(prompt_token_ids=list(p.token_ids)) for p in prompts], params
+
+    def generate(
+        self, prompts: Sequence[Prompt], n: int, temperature: float, seed: int, max_tokens: int | None = None
+    ) -> list[Candidate]:
+        """Sample `n` candidates for each prompt, in prompt order (candidates of one prompt adjacent).
+
+        Each prompt gets its own seed (`seed` + prompt uid), so a step is reproducible whatever the
+        split of prompts across workers.
+        """
+        inputs, params = self._requests(prompts, n, temperature, seed, max_tokens)
         with self._llm_lock:
             outputs = self.llm.generate(inputs, params, use_tqdm=False)
             version = self.policy_version  # the weights these outputs came from
+        return [c for prompt, out in zip(prompts, outputs) for c in self._candidates(prompt, out, version)]
+
+    def generate_stream(
+        self, prompts: Sequence[Prompt], n: int, temperature: float, seed: int, max_tokens: int | None = None
+    ) -> Iterator[list[Candidate]]:
+        """Like `generate`, but yields each prompt's group of `n` candidates as soon as all `n` are done.
+
+        Called as a Ray streaming generator (`num_returns="streaming"`), so the driver can score a
+        group while the engine still works on the others. The requests are queued and stepped
+        exactly as `LLM.generate` does it (`enqueue`, then `llm_engine.step()` until none is left),
+        so the candidates are those `generate` returns; only the order differs (finish order). A
+        generator closed early aborts its unfinished requests, so they never leak into a later call.
+        """
+        inputs, params = self._requests(prompts, n, temperature, seed, max_tokens)
+        with self._llm_lock:
+            version = self.policy_version  # the lock is held throughout: no weight push lands mid-stream
+            # `enqueue` returns vLLM's internal ids ("<counter>-<8 random chars>"); outputs carry the
+            # counter (the external id). Both are kept: outputs are matched by the one, aborts use the other.
+            ids = self.llm.enqueue(inputs, params, use_tqdm=False)
+            internal = {iid.rsplit("-", 1)[0]: iid for iid in ids}
+            prompt_of = dict(zip(internal, prompts))
+            unfinished = set(internal)
+            engine = self.llm.llm_engine
+            try:
+                while unfinished and engine.has_unfinished_requests():
+                    for out in engine.step():
+                        if out.finished and out.request_id in unfinished:
+                            unfinished.discard(out.request_id)
+                            yield self._candidates(prompt_of[out.request_id], out, version)
+                if unfinished:
+                    raise RuntimeError(f"vLLM finished with {len(unfinished)} request(s) of this call unanswered")
+            finally:
+                if unfinished:
+                    engine.abort_request([internal[rid] for rid in sorted(unfinished)], internal=True)
+
+    def _candidates(self, prompt: Prompt, out, version: int) -> list[Candidate]:
+        """One prompt's `RequestOutput` as candidates, with the log-prob of each sampled token."""
         candidates: list[Candidate] = []
-        for prompt, out in zip(prompts, outputs):
-            for completion in out.outputs:
-                ids = list(completion.token_ids)
-                logprobs = [step[tok].logprob for tok, step in zip(ids, completion.logprobs or [])]
-                if len(logprobs) != len(ids):
-                    raise RuntimeError(f"vLLM returned {len(logprobs)} log-probs for {len(ids)} tokens")
-                candidates.append(
-                    Candidate(
-                        prompt_uid=prompt.uid,
-                        token_ids=ids,
-                        logprobs=logprobs,
-                        text=completion.text,
-                        finish_reason="length" if completion.finish_reason == "length" else "stop",
-                        policy_version=version,
-                        worker=self.worker_index,
-                    )
+        for completion in out.outputs:
+            ids = list(completion.token_ids)
+            logprobs = [step[tok].logprob for tok, step in zip(ids, completion.logprobs or [])]
+            if len(logprobs) != len(ids):
+                raise RuntimeError(f"vLLM returned {len(logprobs)} log-probs for {len(ids)} tokens")
+            candidates.append(
+                Candidate(
+                    prompt_uid=prompt.uid,
+                    token_ids=ids,
+                    logprobs=logprobs,
+                    text=completion.text,
+                    finish_reason="length" if completion.finish_reason == "length" else "stop",
+                    policy_version=version,
+                    worker=self.worker_index,
                 )
+            )
         return candidates
 
     # ---------------------------------------------------------------- weights

@@ -101,3 +101,27 @@ def reward_model_dir(tmp_path_factory) -> Path:
         if started and ray.is_initialized():
             ray.shutdown()
     return Path(report["output_dir"])
+
+
+@pytest.fixture
+def chromium_browser(tmp_path: Path):
+    """A headless Chromium driven by Selenium through the system chromedriver (no Selenium Manager
+    download), with its profile in the test's tmp_path; quit after the test. Skips without
+    Debian's chromium and chromium-driver (make setup installs them)."""
+    import shutil
+
+    chromium, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
+    if not chromium or not driver:
+        pytest.skip("needs Debian's chromium and chromium-driver (make setup installs them)")
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", f"--user-data-dir={tmp_path / 'chromium-profile'}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    try:
+        yield browser
+    finally:
+        browser.quit()

@@ -32,7 +32,7 @@ def test_file_without_split_and_with_unknown_kinds(tmp_path: Path, capsys: pytes
 
 @pytest.mark.parametrize(
     "line, message",
-    [("not json", "1: not JSON"), ('{"id": "a", "language": "en", "level": "urgent"}', "field 'text'"),
+    [("not json", "1: invalid JSON"), ('{"id": "a", "language": "en", "level": "urgent"}', "field 'text'"),
      ('{"id": "a", "language": "fr", "level": "none", "text": "x"}', "field 'language'"),
      ('{"id": "a", "language": "en", "level": "high", "text": "x"}', "field 'level'"),
      ('{"id": "a", "language": "en", "level": "none", "text": "x", "categories": "suicide"}', "field 'categories'")],

@@ -5,7 +5,6 @@ OpenAI-compatible server, and (slow) the page end to end in headless Chromium vi
 from __future__ import annotations
 
 import json
-import shutil
 import sqlite3
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -174,22 +173,8 @@ def test_llm_judge_against_fake_openai_server(tmp_path: Path, monkeypatch) -> No
     assert parse_ranking('{"ranking": [1, 1, 2]}', 3) is None and parse_ranking("no json", 2) is None
 
 
-def _browser(profile: Path):
-    chromium, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip("needs Debian's chromium and chromium-driver (make setup installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)  # system chromedriver, no Selenium Manager
-
-
 @pytest.mark.slow
-def test_rank_page_end_to_end_in_headless_chromium(tmp_path: Path) -> None:
+def test_rank_page_end_to_end_in_headless_chromium(tmp_path: Path, chromium_browser) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
@@ -205,7 +190,7 @@ def test_rank_page_end_to_end_in_headless_chromium(tmp_path: Path) -> None:
     db = sets / "rankings.sqlite"
     store = RankingStore(db)
     server = Server(add_ranking_pages(App(), cases, store), "127.0.0.1", 0).start()
-    browser = _browser(tmp_path / "chromium-profile")
+    browser = chromium_browser
     wait = WebDriverWait(browser, 30)
     try:
         browser.get(server.url + "/")
@@ -238,7 +223,6 @@ def test_rank_page_end_to_end_in_headless_chromium(tmp_path: Path) -> None:
         shown = [browser.find_element(By.ID, f"answer-{i}").get_attribute("data-rank") for i in (1, 2, 3)]
         assert shown == ["2", "1", "3"]
     finally:
-        browser.quit()
         server.stop()
         store.close()
     rows = sqlite3.connect(db).execute("SELECT rater, case_id, ranks FROM rankings ORDER BY case_id").fetchall()

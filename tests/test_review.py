@@ -3,8 +3,8 @@ origin checks of the shared web app, and (slow) the page driven by keyboard only
 
 from __future__ import annotations
 
+import dataclasses
 import json
-import shutil
 import threading
 import urllib.error
 import urllib.request
@@ -228,6 +228,65 @@ def test_two_review_servers_on_one_file_lose_no_decision(tmp_path: Path) -> None
     assert err.value.status == 409
 
 
+def test_draft_appends_and_review_edits_on_one_file_lose_nothing(tmp_path: Path) -> None:
+    """draft-coe appending while a review server rewrites the file: both take `<file>.lock` (issue #12)."""
+    from empathy_rl.drafting import append_draft
+
+    path = tmp_path / "drafts.jsonl"
+    existing = _drafts(path, 30)
+    extra = [dataclasses.replace(r, id=f"new-{i:03d}") for i, r in enumerate(read_records(bundled_path())[:60])]
+    store = ReviewStore(path, "ana")
+    errors: list[BaseException] = []
+    start = threading.Barrier(2, timeout=30)
+
+    def draft() -> None:
+        try:
+            start.wait()
+            for rec in extra:
+                append_draft(path, rec, lock_timeout_s=30)
+        except BaseException as err:  # surfaced below
+            errors.append(err)
+
+    def review() -> None:
+        try:
+            start.wait()
+            for rec in existing:
+                store.edit(rec.id, {"notes": f"checked {rec.id}"})
+        except BaseException as err:
+            errors.append(err)
+
+    threads = [threading.Thread(target=draft), threading.Thread(target=review)]  # separate flock descriptions, as two processes
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not errors and not any(t.is_alive() for t in threads)
+    final = {r.id: r for r in read_records(path)}
+    assert set(final) == {r.id for r in existing} | {r.id for r in extra}  # no appended line lost
+    assert all(final[r.id].review.notes == f"checked {r.id}" for r in existing)  # no decision lost
+    assert len(_audit(store)) == len(existing)
+
+
+def test_serve_until_interrupted_prints_the_bound_url_and_closes_on_ctrl_c(monkeypatch, capsys) -> None:
+    """How `review` and `rank serve` run: bound before the banner, Ctrl-C ends it with 0, socket and store closed."""
+    import socket
+
+    from empathy_rl.webapp import server as webapp_server
+
+    served: list[webapp_server.Server] = []
+
+    def interrupted(self: webapp_server.Server) -> None:
+        served.append(self)
+        socket.create_connection(self.httpd.server_address[:2], timeout=10).close()  # already listening
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(webapp_server.Server, "serve_forever", interrupted)
+    closed: list[bool] = []
+    assert webapp_server.serve_until_interrupted(App(), "127.0.0.1", 0, lambda url: f"open {url}/", lambda: closed.append(True)) == 0
+    assert capsys.readouterr().out == f"open {served[0].url}/\n"
+    assert served[0].httpd.socket.fileno() == -1 and closed == [True]
+
+
 def test_shared_server_refuses_other_origins_and_hosts(tmp_path: Path) -> None:
     path = tmp_path / "drafts.jsonl"
     records = _drafts(path)
@@ -268,22 +327,8 @@ def test_cli_checks_reviewer_and_host(tmp_path: Path, capsys) -> None:
     assert "no such CoE data file" in capsys.readouterr().err
 
 
-def _browser(profile: Path):
-    chromium, driver = shutil.which("chromium") or shutil.which("chromium-browser"), shutil.which("chromedriver")
-    if not chromium or not driver:
-        pytest.skip("needs Debian's chromium and chromium-driver (make setup installs them)")
-    from selenium import webdriver
-    from selenium.webdriver.chrome.service import Service
-
-    options = webdriver.ChromeOptions()
-    options.binary_location = chromium
-    for flag in ("--headless=new", "--no-sandbox", "--disable-dev-shm-usage", "--disable-gpu", f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    return webdriver.Chrome(service=Service(executable_path=driver), options=options)  # system chromedriver, no Selenium Manager
-
-
 @pytest.mark.slow
-def test_review_page_by_keyboard_in_headless_chromium(tmp_path: Path) -> None:
+def test_review_page_by_keyboard_in_headless_chromium(tmp_path: Path, chromium_browser) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
@@ -294,7 +339,7 @@ def test_review_page_by_keyboard_in_headless_chromium(tmp_path: Path) -> None:
     records = _drafts(path)
     store = ReviewStore(path, "Ana Reviewer")
     server = Server(add_review_pages(App(), store), "127.0.0.1", 0).start()
-    browser = _browser(tmp_path / "chromium-profile")
+    browser = chromium_browser
     wait = WebDriverWait(browser, 20)
     keys = lambda *k: ActionChains(browser).send_keys(*k).perform()  # to whatever has focus: keyboard only
     at = lambda n: wait.until(ec.text_to_be_present_in_element((By.ID, "position"), str(n)))
@@ -330,7 +375,6 @@ def test_review_page_by_keyboard_in_headless_chromium(tmp_path: Path) -> None:
         keys("k")  # under the draft filter there is no earlier draft
         wait.until(ec.text_to_be_present_in_element((By.ID, "message"), "first record"))
     finally:
-        browser.quit()
         server.stop()
     saved = read_records(path)
     assert [r.review.status for r in saved] == ["accepted", "accepted", "rejected", "draft", "draft"]

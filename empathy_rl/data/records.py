@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import hashlib
-import os
-import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Iterable
@@ -20,6 +18,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from empathy_rl.atomic_io import atomic_writer
 from empathy_rl.data.readers import DataError
 
 SPLITS = ("train", "validation", "test")
@@ -73,18 +72,11 @@ class PreparedDataError(DataError):
 
 
 def write_parquet(records: Iterable[CounselingRecord], path: str | Path) -> None:
-    """Write `records` to `path` with `PREPARED_SCHEMA`, atomically (temp file, then `os.replace`)."""
+    """Write `records` to `path` with `PREPARED_SCHEMA`, atomically (`empathy_rl.atomic_io`: temp file, then `os.replace`)."""
     path = Path(path)
     table = pa.Table.from_pylist([dataclasses.asdict(r) for r in records], schema=PREPARED_SCHEMA)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_writer(path, binary=True) as fh:
+        pq.write_table(table, fh)
 
 
 def _is_string(t: pa.DataType) -> bool:

@@ -6,9 +6,10 @@ of the bundled CoE SFT examples, and test material for the prompt builder and cr
 
 from __future__ import annotations
 
-import json
 from importlib import resources
 from typing import Any
+
+from empathy_rl.jsonl import iter_jsonl_lines
 
 SEED_POSTS_FILE = "seed_posts.jsonl"
 
@@ -16,12 +17,4 @@ SEED_POSTS_FILE = "seed_posts.jsonl"
 def load_seed_posts() -> list[dict[str, Any]]:
     """Every post as a dict (id, language, topic, title, description, answers), in file order."""
     text = resources.files("empathy_rl.assets").joinpath(SEED_POSTS_FILE).read_text(encoding="utf-8")
-    posts = []
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            posts.append(json.loads(line))
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{SEED_POSTS_FILE}:{number}: invalid JSON ({exc.msg})") from None
-    return posts
+    return [post for _, post in iter_jsonl_lines(text.split("\n"), SEED_POSTS_FILE, ValueError)]

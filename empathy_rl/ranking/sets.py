@@ -16,6 +16,8 @@ from pathlib import Path
 from typing import Any
 
 from empathy_rl.anonymize import anonymize
+from empathy_rl.atomic_io import atomic_write_text
+from empathy_rl.jsonl import iter_jsonl
 
 log = logging.getLogger("empathy_rl")
 
@@ -45,43 +47,33 @@ def export_sets(eval_dir: str | Path, sets_dir: str | Path, systems_per_case: in
         raise RankingError(f"{src} does not exist: run `empathy-rl eval --output {eval_dir}` first")
     rng = random.Random(seed)
     cases, key, systems = [], {}, set()
-    with src.open(encoding="utf-8") as f:
-        for number, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-                answers: dict[str, Any] = row["answers"]
-                query = row["query"]
-                case_id = f"{row['record_id']}-{row['sample']}"
-                language, crisis = row["language"], bool(row["crisis"])
-                texts = {name: a["answer"] for name, a in answers.items()}
-            except (json.JSONDecodeError, KeyError, TypeError) as err:
-                raise RankingError(f"{src}:{number}: not a generations line ({type(err).__name__}: {err})") from err
-            names = sorted(texts)
-            if systems_per_case and systems_per_case < len(names):
-                names = rng.sample(names, systems_per_case)
-            if len(names) < 2:
-                raise RankingError(f"{src}:{number}: case {case_id} has {len(names)} system(s); ranking needs at least 2")
-            rng.shuffle(names)
-            systems.update(names)
-            key[case_id] = names
-            cases.append({"case_id": case_id, "language": language, "crisis": crisis, "query": anonymize(query),
-                          "answers": [{"position": i + 1, "text": anonymize(texts[n])} for i, n in enumerate(names)]})
-            if max_cases and len(cases) == max_cases:
-                break
+    for number, row in iter_jsonl(src, RankingError):
+        try:
+            answers: dict[str, Any] = row["answers"]
+            query = row["query"]
+            case_id = f"{row['record_id']}-{row['sample']}"
+            language, crisis = row["language"], bool(row["crisis"])
+            texts = {name: a["answer"] for name, a in answers.items()}
+        except (KeyError, TypeError, AttributeError) as err:
+            raise RankingError(f"{src}:{number}: not a generations line ({type(err).__name__}: {err})") from err
+        names = sorted(texts)
+        if systems_per_case and systems_per_case < len(names):
+            names = rng.sample(names, systems_per_case)
+        if len(names) < 2:
+            raise RankingError(f"{src}:{number}: case {case_id} has {len(names)} system(s); ranking needs at least 2")
+        rng.shuffle(names)
+        systems.update(names)
+        key[case_id] = names
+        cases.append({"case_id": case_id, "language": language, "crisis": crisis, "query": anonymize(query),
+                      "answers": [{"position": i + 1, "text": anonymize(texts[n])} for i, n in enumerate(names)]})
+        if max_cases and len(cases) == max_cases:
+            break
     out = Path(sets_dir)
     out.mkdir(parents=True, exist_ok=True)
-    _atomic(out / CASES_FILE, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases))
-    _atomic(out / KEY_FILE, json.dumps({"eval_dir": str(eval_dir), "systems": sorted(systems), "cases": key}, indent=2) + "\n")
+    atomic_write_text(out / CASES_FILE, "".join(json.dumps(c, ensure_ascii=False) + "\n" for c in cases))
+    atomic_write_text(out / KEY_FILE, json.dumps({"eval_dir": str(eval_dir), "systems": sorted(systems), "cases": key}, indent=2) + "\n")
     log.info("exported %d ranking case(s) of %d system(s) to %s", len(cases), len(systems), out)
     return len(cases)
-
-
-def _atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
 
 
 def load_cases(sets_dir: str | Path) -> list[Case]:
@@ -90,16 +82,13 @@ def load_cases(sets_dir: str | Path) -> list[Case]:
     if not path.is_file():
         raise RankingError(f"{path} does not exist: run `empathy-rl rank export` first")
     cases = []
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
-        if not line.strip():
-            continue
+    for number, row in iter_jsonl(path, RankingError):
         try:
-            row = json.loads(line)
             answers = sorted(row["answers"], key=lambda a: a["position"])
             if [a["position"] for a in answers] != list(range(1, len(answers) + 1)):
                 raise ValueError("positions must be 1..N")
             cases.append(Case(str(row["case_id"]), row["language"], bool(row["crisis"]), row["query"], tuple(a["text"] for a in answers)))
-        except (json.JSONDecodeError, KeyError, TypeError, ValueError) as err:
+        except (KeyError, TypeError, ValueError) as err:
             raise RankingError(f"{path}:{number}: bad case line ({type(err).__name__}: {err})") from err
     if not cases:
         raise RankingError(f"{path} holds no case")

@@ -15,24 +15,18 @@ def cmd_review(args: argparse.Namespace) -> int:
     from empathy_rl.config import EmpathyRLConfig, ModelConfig, load_config
     from empathy_rl.review.pages import add_review_pages
     from empathy_rl.review.store import ReviewStore
-    from empathy_rl.webapp.server import App, Server
+    from empathy_rl.webapp.server import App, serve_until_interrupted
 
     extra = ([f"review.host={args.host}"] if args.host is not None else []) + ([f"review.port={args.port}"] if args.port is not None else [])
     cfg = load_config(args.config, [*args.overrides, *extra], base=EmpathyRLConfig(model=ModelConfig(path="")))  # model.path is not needed
     _setup_logging(cfg.logging.level)
     store = ReviewStore(args.input, args.reviewer, cfg.review.max_field_chars, cfg.review.lock_timeout_s)
     counts = store.counts()
-    server = Server(add_review_pages(App(), store), cfg.review.host, cfg.review.port)
-    print(f"reviewing {store.path} as {store.reviewer!r}: {counts['reviewed']} / {counts['total']} reviewed "
-          f"({counts['accepted']} accepted, {counts['rejected']} rejected); open {server.url}/review "
-          f"(audit log -> {store.audit_path}); Ctrl-C stops", flush=True)
-    try:
-        server.serve_forever()
-    except KeyboardInterrupt:
-        pass
-    finally:
-        server.httpd.server_close()
-    return 0
+    return serve_until_interrupted(
+        add_review_pages(App(), store), cfg.review.host, cfg.review.port,
+        lambda url: (f"reviewing {store.path} as {store.reviewer!r}: {counts['reviewed']} / {counts['total']} reviewed "
+                     f"({counts['accepted']} accepted, {counts['rejected']} rejected); open {url}/review "
+                     f"(audit log -> {store.audit_path}); Ctrl-C stops"))
 
 
 def add_parser(sub: argparse._SubParsersAction, config_args: Callable[[argparse.ArgumentParser], None]) -> None:

@@ -14,27 +14,28 @@ file was rewritten::
 The audit log holds help-seeker-related text (old and new values of an edit), so it stays next to
 the data file; the process log gets ids, actions and the reviewer's name only.
 
-Two review servers (two reviewers, one file) are safe: every decision holds an exclusive lock on
-``<file>.lock``, re-reads the file when another process changed it, and refuses a decision taken
-on a version of the record that is no longer current (409).
+Two review servers (two reviewers, one file) are safe, and so is `draft-coe` appending to the file
+while it is reviewed: every decision holds an exclusive lock on ``<file>.lock``
+(`empathy_rl.file_lock`, which draft-coe takes for each append), re-reads the file when another
+process changed it, and refuses a decision taken on a version of the record that is no longer
+current (409).
 """
 
 from __future__ import annotations
 
 import copy
-import fcntl
 import hashlib
 import json
 import logging
 import os
 import threading
-import time
 import unicodedata
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Callable, Iterator, Optional
 
 from empathy_rl.coe_data import LAYER_KEYS, STATUSES, CoEDataError, CoERecord, read_records, utc_now, write_records
+from empathy_rl.file_lock import LockTimeout, exclusive_lock, lock_path
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +99,7 @@ class ReviewStore:
         self.max_field_chars = max_field_chars
         self.lock_timeout_s = lock_timeout_s
         self.audit_path = self.path.with_name(self.path.name + ".audit.jsonl")
-        self.lock_path = self.path.with_name(self.path.name + ".lock")
+        self.lock_path = lock_path(self.path)
         self._mutex = threading.Lock()  # the threaded server: one decision at a time in this process
         self._records: list[CoERecord] = read_records(self.path)
         self._stamp = _stamp(self.path)
@@ -215,23 +216,13 @@ class ReviewStore:
 
     @contextmanager
     def _file_lock(self) -> Iterator[None]:
-        """Exclusive `flock` on `<file>.lock`, shared by every review server of this file."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.lock_path, "a") as fh:
-            deadline = time.monotonic() + self.lock_timeout_s
-            while True:
-                try:
-                    fcntl.flock(fh.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() >= deadline:
-                        raise ReviewError(f"{self.lock_path} stayed locked by another review server for {self.lock_timeout_s:g} s "
-                                          "(review.lock_timeout_s); try again", 503) from None
-                    time.sleep(0.02)
-            try:
+        """Exclusive `flock` on `<file>.lock` (`empathy_rl.file_lock`), shared by every review server and draft-coe."""
+        try:
+            with exclusive_lock(self.lock_path, self.lock_timeout_s):
                 yield
-            finally:
-                fcntl.flock(fh.fileno(), fcntl.LOCK_UN)
+        except LockTimeout:
+            raise ReviewError(f"{self.lock_path} stayed locked by another review server or draft-coe for {self.lock_timeout_s:g} s "
+                              "(review.lock_timeout_s); try again", 503) from None
 
     def _decide(self, record_id: Any, version: Optional[str], action: str, change: Callable[[CoERecord], dict[str, Any]]) -> dict[str, Any]:
         """Apply `change` to a copy of the record; on a change, rewrite the file, then append the audit line."""

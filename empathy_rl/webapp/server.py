@@ -208,3 +208,24 @@ class Server:
         self.httpd.server_close()
         if self.thread is not None:
             self.thread.join(timeout=10)
+
+
+def serve_until_interrupted(app: App, host: str, port: int, banner: Callable[[str], str],
+                            on_close: Optional[Callable[[], None]] = None) -> int:
+    """Serve `app` in the foreground until Ctrl-C: how `empathy-rl review` and `rank serve` run.
+
+    Binds first, so `banner` gets the real URL (port 0 picks a free one) and its line is printed
+    before the first request; Ctrl-C is the normal way to stop, not an error. The socket is closed
+    and `on_close` runs (e.g. closing a store) however serving ends. Returns 0, the exit status.
+    """
+    server = Server(app, host, port)
+    print(banner(server.url), flush=True)
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.httpd.server_close()
+        if on_close is not None:
+            on_close()
+    return 0
