@@ -26,7 +26,6 @@ in-sample and leave-one-out (each point predicted by constants fitted to the oth
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import subprocess
 import sys
@@ -37,6 +36,7 @@ from typing import Iterable, Optional, Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402
+from empathy_rl.jsonl import iter_jsonl_lines  # noqa: E402
 
 PHASES = ("time/generate_s", "time/reward_s", "time/train_s", "time/sync_s")
 REQUIRED = (*PHASES, "time/step_s", "rollout/tokens", "rollout/candidates")
@@ -86,14 +86,8 @@ def grpo_rows(lines: Iterable[str], source: str, skip_first: int = 1) -> list[di
     needs every phase of every step.
     """
     rows = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise ValueError(f"{source}:{number}: not JSON ({err.msg})") from err
-        if record.get("phase") != "grpo":
+    for number, record in iter_jsonl_lines(lines, source, ValueError):
+        if not isinstance(record, dict) or record.get("phase") != "grpo":
             continue
         missing = [k for k in REQUIRED if k not in record]
         if missing:

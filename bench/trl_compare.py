@@ -63,6 +63,7 @@ from typing import Sequence
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import _common  # noqa: E402  (sets the environment before anything heavy is imported)
+from empathy_rl.jsonl import iter_jsonl_lines  # noqa: E402
 
 REPO = _common.REPO
 TRL_VERSION = "1.16.0"
@@ -165,14 +166,8 @@ class RunSummary:
 def grpo_steps(lines: Sequence[str], source: str) -> list[dict]:
     """The `{"phase": "grpo"}` records of a metrics.jsonl, in step order; an error names the file and line."""
     steps = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"{source}:{number}: not JSON ({exc.msg})") from None
-        if record.get("phase") == "grpo":
+    for number, record in iter_jsonl_lines(lines, source, ValueError):
+        if isinstance(record, dict) and record.get("phase") == "grpo":
             for key in ("step", "time/step_s", "rollout/candidates", "rollout/response_len_mean"):
                 if key not in record:
                     raise ValueError(f"{source}:{number}: GRPO record without {key!r}")

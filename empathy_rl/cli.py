@@ -56,7 +56,7 @@ def cmd_prepare_data(args: argparse.Namespace) -> int:
 
     cfg = load_config(args.config, args.overrides)
     _setup_logging(cfg.logging.level)
-    summary = prepare_data(cfg.data, progress=cfg.logging.progress_bar)
+    summary = prepare_data(cfg.data, progress=cfg.logging.progress_bar, safety=cfg.safety)
     print(summary.format())
     return 0
 

@@ -225,7 +225,7 @@ class AlgorithmConfig:
 @dataclass
 class SyncConfig:
     transport: str = "object_store"  # object_store (CPU / one node) | nccl (GPU learner -> vLLM broadcast)
-    bucket_size_mb: int = 256  # tensors packed into buckets of about this size
+    bucket_size_mb: int = 256  # tensors packed into buckets of about this size; on CPU learner rank 0 keeps one packing buffer of the largest bucket between syncs
     nccl_port: int = 0  # port of the NCCL weight group; 0 picks a free one on learner rank 0's node (never the DeepSpeed master port)
     timeout_s: float = 600.0  # longest wait for any weight-sync call (export, broadcast, reload, group set-up); then the group is torn down and the stage named
 
@@ -400,8 +400,13 @@ class DraftConfig:
 
 @dataclass
 class SafetyConfig:
-    # Optional LLM crisis judge (empathy_rl/crisis_judge.py) on top of rules + classifier. Not wired
-    # into prepare-data yet: use CrisisJudge.from_config(cfg.safety).assess(text) where wanted.
+    # How prepare-data (the `crisis` flag of every record) and draft-coe assess crisis texts:
+    # rules + the encoder classifier (empathy_rl/crisis_classifier.py), then the optional LLM judge.
+    classifier: bool = True  # use the encoder classifier (multilingual-e5-small heads); false = the rules alone
+    classifier_model: str = "sensitive"  # sensitive (more recall, ~10-16% alarms on ordinary posts) | precise (~3%) | path to a file from `python -m empathy_rl.crisis_classifier build` (docs/safety.md)
+    classifier_threshold: Optional[float] = None  # crisis probability from which a text is at least concern; None = the model file's (cross-validated)
+    classifier_veto: Optional[float] = None  # a rules hit on a text scoring below this is dropped; None = the model file's, 0 = never drop
+    # Optional LLM crisis judge (empathy_rl/crisis_judge.py) on top of rules + classifier.
     judge_mode: str = "off"  # off (no request) | escalate_only (the judge may only raise the level) | override (the judge's level replaces the rules')
     judge_url: Optional[str] = None  # OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); needed unless judge_mode=off
     judge_model: str = ""  # model name sent to the endpoint
@@ -615,6 +620,8 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("rank.confidence", 0, 1, False),
     ("rank.judge_timeout_s", 0, None, False),
     ("safety.judge_timeout_s", 0, None, False),
+    ("safety.classifier_threshold", 0, 1, True),
+    ("safety.classifier_veto", 0, 1, True),
     ("safety.judge_max_chars", 1, None, True),
     ("rank.judge_temperature", 0, None, True),
     ("review.port", 0, 65535, True),

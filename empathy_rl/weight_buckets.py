@@ -105,12 +105,39 @@ def plan_buckets(named_tensors: Iterable[tuple[str, torch.Tensor]], bucket_bytes
 
 
 def pack_bucket(index: BucketIndex, tensors: dict[str, torch.Tensor], device: torch.device | str = "cpu") -> torch.Tensor:
-    """Copy the tensors named in `index` into one flat uint8 buffer on `device`."""
+    """Copy the tensors named in `index` into one new flat uint8 buffer on `device`."""
     buffer = torch.zeros(index.nbytes, dtype=torch.uint8, device=device)  # padding bytes stay defined
     for meta in index.tensors:
-        src = tensors[meta.name].detach().contiguous().reshape(-1).view(torch.uint8)
-        buffer[meta.offset : meta.offset + meta.nbytes].copy_(src, non_blocking=False)
+        write_tensor(buffer, meta, tensors[meta.name])
     return buffer
+
+
+def bucket_in(scratch: torch.Tensor, index: BucketIndex) -> torch.Tensor:
+    """`scratch[:index.nbytes]` with the padding between tensors zeroed, to be filled by `write_tensor`.
+
+    The learner packs every bucket into one buffer kept across buckets and syncs: at ~100M
+    parameters, allocating a fresh 256 MiB `torch.zeros` per bucket (zeroing and page faults) took
+    longer than copying the weights into it. The padding is rewritten because the previous bucket
+    left its bytes there, so the filled bucket is byte-identical to `pack_bucket`'s.
+    """
+    if scratch.dtype != torch.uint8 or scratch.dim() != 1 or scratch.numel() < index.nbytes:
+        raise ValueError(f"scratch buffer of {scratch.numel()} {scratch.dtype} elements cannot hold a bucket of {index.nbytes} bytes")
+    buffer = scratch[: index.nbytes]
+    end = 0
+    for meta in index.tensors:
+        if meta.offset > end:
+            buffer[end : meta.offset].zero_()
+        end = meta.offset + meta.nbytes
+    return buffer
+
+
+def write_tensor(buffer: torch.Tensor, meta: TensorMeta, tensor: torch.Tensor) -> None:
+    """Copy one tensor's bytes to its place in a bucket buffer: a single torch copy (across devices too)."""
+    nbytes = tensor.numel() * tensor.element_size()
+    if nbytes != meta.nbytes:
+        raise ValueError(f"tensor {meta.name} has {nbytes} bytes, its bucket index says {meta.nbytes} (the model changed since the plan)")
+    src = tensor.detach().contiguous().reshape(-1).view(torch.uint8)
+    buffer[meta.offset : meta.offset + meta.nbytes].copy_(src, non_blocking=False)
 
 
 def unpack_bucket(index: BucketIndex, buffer: torch.Tensor) -> Iterator[tuple[str, torch.Tensor]]:

@@ -27,7 +27,7 @@ from typing import Iterator, Optional
 import torch
 
 from empathy_rl.config import EmpathyRLConfig
-from empathy_rl.weight_buckets import BucketIndex, checksum, pack_bucket, plan_buckets
+from empathy_rl.weight_buckets import BucketIndex, bucket_in, checksum, plan_buckets, write_tensor
 from learner.batch import TrainBatch
 from learner.ds_config import build_ds_config, build_reference_ds_config, reference_zero_stage
 from learner.microbatch import (
@@ -141,6 +141,7 @@ class LearnerWorker:
         )
         self.updates = 0
         self._bucket_plan: Optional[list[BucketIndex]] = None
+        self._pack_scratch: Optional[torch.Tensor] = None  # rank 0's CPU packing buffer, kept across syncs
         return sum(p.ds_numel if hasattr(p, "ds_numel") else p.numel() for p in model.parameters())
 
     def _load_reference(self, model_path: str, dtype: torch.dtype) -> None:
@@ -270,30 +271,36 @@ class LearnerWorker:
             self._bucket_plan = plan_buckets(self._named_weights(), self.cfg.sync.bucket_size_mb * 2**20)
         return self._bucket_plan
 
+    def _bucket_buffer(self, index: BucketIndex, device: torch.device | str) -> torch.Tensor:
+        """Where rank 0 packs `index`: on CPU a view of one scratch buffer the size of the largest
+        bucket, kept across buckets and syncs (a fresh buffer per bucket cost more than the copy into
+        it); on a GPU a fresh buffer, so that no GPU memory is held between syncs."""
+        if str(device) != "cpu":
+            return torch.zeros(index.nbytes, dtype=torch.uint8, device=device)
+        largest = max(i.nbytes for i in self.bucket_plan())
+        if self._pack_scratch is None or self._pack_scratch.numel() != largest:
+            self._pack_scratch = torch.zeros(largest, dtype=torch.uint8)
+        return bucket_in(self._pack_scratch, index)
+
     def iter_buckets(self, device: torch.device | str = "cpu") -> Iterator[tuple[BucketIndex, Optional[torch.Tensor]]]:
         """Packed buckets in plan order, built one at a time: `(index, buffer)` on rank 0, `(index, None)` elsewhere.
 
         Every rank must drain this at ZeRO-3 (gathering one module's parameters is collective), but
-        only rank 0 copies what it gathers, and it holds at most one bucket's tensors plus that
-        bucket's buffer at once: never the whole state dict.
+        only rank 0 copies, each tensor straight into its bucket while it is gathered: no tensor is
+        kept, never the whole state dict. On CPU the buffer is a view of one scratch buffer that the
+        next bucket overwrites: use it (`ray.put` copies it) or clone it before asking for the next.
         """
         plan = self.bucket_plan()
         named = self._named_weights()
-        copy = self.cfg.learner.zero_stage == 3  # gathered tensors are freed when the next module is gathered
-        pending: dict[str, Optional[torch.Tensor]] = {}
         for index in plan:
+            buffer = self._bucket_buffer(index, device) if self.rank == 0 else None
             for meta in index.tensors:
-                while meta.name not in pending:
-                    name, tensor = next(named)
-                    if self.rank != 0:
-                        pending[name] = None
-                    elif str(device) == "cpu":
-                        pending[name] = tensor.to("cpu", copy=copy)
-                    else:
-                        pending[name] = tensor.contiguous().clone() if copy else tensor
-            yield index, pack_bucket(index, pending, device=device) if self.rank == 0 else None
-            for meta in index.tensors:
-                pending.pop(meta.name)
+                name, tensor = next(named)
+                if name != meta.name:
+                    raise RuntimeError(f"weight export: got {name} where the bucket plan has {meta.name} (the model changed since the plan)")
+                if buffer is not None:
+                    write_tensor(buffer, meta, tensor)
+            yield index, buffer
         for _ in named:  # drain (a module with no parameters in the plan still takes part in gathering)
             pass
 
@@ -301,7 +308,9 @@ class LearnerWorker:
         """Rank 0: pack the full weights bucket by bucket and `ray.put` each once (CPU / one-node path).
 
         Returns `(wire index, ObjectRef)` pairs (`BucketIndex.to_wire()`: plain data that survives any
-        serializer). Every rank must call this at ZeRO-3; only rank 0 puts objects.
+        serializer). Every rank must call this at ZeRO-3; only rank 0 puts objects. `ray.put` of the
+        numpy view copies the bucket into the object store once (no pickling copy), which is what
+        lets the next bucket reuse the packing buffer.
         """
         import ray
 
@@ -402,7 +411,7 @@ class LearnerWorker:
         rng = out / "rng" / f"rank-{self.rank}.pt"
         if rng.is_file():  # a resume with more learner ranks than the checkpoint had: new ranks keep their seeds
             load_rng(rng)
-        self._bucket_plan = None
+        self._bucket_plan = self._pack_scratch = None
         return int(self.engine.global_steps)
 
 

@@ -23,6 +23,7 @@ with the multiprocess engine, msgpack turns dataclasses into dicts on the way.
 from __future__ import annotations
 
 import logging
+import warnings
 from typing import Iterator, Sequence
 
 import torch
@@ -61,9 +62,18 @@ install_log_filter()
 
 
 def _as_uint8(buffer) -> torch.Tensor:
+    """A uint8 view of a bucket (tensor, or bytes from the multiprocess engine), without a copy.
+
+    The view is read-only, as the object-store views of the in-process engine are: the reload only
+    copies out of it into the model's parameters.
+    """
     if isinstance(buffer, torch.Tensor):
         return buffer
-    return torch.frombuffer(bytearray(buffer), dtype=torch.uint8)
+    if len(buffer) == 0:  # frombuffer rejects an empty buffer; an empty bucket has no tensors to view
+        return torch.empty(0, dtype=torch.uint8)
+    with warnings.catch_warnings():  # "buffer is not writable": nothing writes to it
+        warnings.simplefilter("ignore", UserWarning)
+        return torch.frombuffer(buffer, dtype=torch.uint8)
 
 
 class WeightSyncExtension:

@@ -48,7 +48,7 @@ def test_grpo_rows_skips_startup_records_and_first_step() -> None:
 
 
 def test_grpo_rows_names_file_and_line_of_bad_records() -> None:
-    with pytest.raises(ValueError, match=r"m.jsonl:2: not JSON"):
+    with pytest.raises(ValueError, match=r"m.jsonl:2: invalid JSON"):
         scaling.grpo_rows([json.dumps(_row(1, 1, 1, 1, 1, 1, 1)), "{oops"], "m.jsonl")
     bad = _row(1, 1, 1, 1, 1, 1, 1)
     del bad["time/sync_s"]

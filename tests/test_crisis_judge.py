@@ -134,3 +134,26 @@ def test_config_keys() -> None:
         load_config(overrides=[*base, "safety.judge_mode=escalate_only"])
     with pytest.raises(ConfigError, match="safety.judge_mode"):
         load_config(overrides=[*base, "safety.judge_mode=sometimes"])
+
+
+def test_prepare_data_takes_the_crisis_flag_from_the_configured_judge(server_url: str, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """prepare-data assesses every record through CrisisJudge.from_config(cfg.safety): with a judge
+    that answers urgent, every record is flagged; with the judge off, only the rules and the
+    classifier decide (an ordinary work-stress post stays unflagged with the rules alone)."""
+    import json
+
+    from empathy_rl.config import DataConfig, DataSourceConfig, SafetyConfig
+    from empathy_rl.data.prepare import prepare_data
+
+    source = tmp_path / "posts.jsonl"
+    answer = "It sounds like the overtime has worn you down; it makes sense to feel emptied out. " * 2
+    source.write_text(json.dumps({"id": "p1", "title": "Work", "description": "Too much overtime at work lately, I can't keep up with it.",
+                                  "answers": [answer]}) + "\n", encoding="utf-8")
+
+    def run(safety: SafetyConfig, name: str) -> int:
+        cfg = DataConfig(sources=[DataSourceConfig(path=str(source), adapter="generic")], prepared_dir=str(tmp_path / name),
+                         min_answer_chars=50, val_fraction=0.0, test_fraction=0.0)
+        return prepare_data(cfg, progress=False, safety=safety).crisis
+
+    assert run(SafetyConfig(classifier=False), "rules") == 0
+    assert run(SafetyConfig(judge_mode="escalate_only", judge_url=server_url, judge_model="urgent-suicide"), "judged") == 1

@@ -1,4 +1,4 @@
-"""Crisis assessment (rules from crisis_rules.yaml + the n-gram classifier), the crisis flag and
+"""Crisis assessment (rules from crisis_rules.yaml + the encoder classifier), the crisis flag and
 the crisis-resources text."""
 
 from __future__ import annotations
@@ -9,7 +9,9 @@ from pathlib import Path
 import pytest
 
 from empathy_rl import crisis_eval
-from empathy_rl.crisis_classifier import CrisisClassifier, load_default, ngrams
+import numpy as np
+
+from empathy_rl.crisis_classifier import CATEGORIES as HEAD_CATEGORIES, CrisisClassifier, chunks, load_default
 from empathy_rl.safety import (
     CATEGORIES, CRISIS_RESOURCES, assess_crisis, crisis_resources, crisis_terms, detect_crisis, load_rules_data, rule_ids,
 )
@@ -57,14 +59,20 @@ def test_idioms_news_and_everyday_distress_are_not_flagged(text: str) -> None:
 
 
 def test_negation_lowers_a_level_and_keeps_the_evidence() -> None:
-    plain, negated = assess_crisis("I want to hurt myself"), assess_crisis("I would never hurt myself")
+    """The rules' negation handling (the classifier is off here: sentence embeddings read "I would
+    never hurt myself" as close to "I want to hurt myself"; docs/safety.md reports its negation
+    accuracy on the blind set)."""
+    def rules(text: str):  # type: ignore[no-untyped-def]
+        return assess_crisis(text, use_classifier=False)
+
+    plain, negated = rules("I want to hurt myself"), rules("I would never hurt myself")
     assert plain.level == "urgent" and negated.level == "none"
     (ev,) = [e for e in negated.evidence if e.category == "self_harm"]
     assert ev.negated and ev.weight == 1.0 and 0 < ev.effective < 0.5  # kept, below the concern line
     # with another sign of the same category the negated hit still counts
-    assert assess_crisis("I would never kill myself, but I feel like a burden to everyone").level == "concern"
-    assert assess_crisis("我从来没有想过自杀").level == "none"
-    assert assess_crisis("我从来没有想过自杀").evidence[0].negated
+    assert rules("I would never kill myself, but I feel like a burden to everyone").level == "concern"
+    assert rules("我从来没有想过自杀").level == "none"
+    assert rules("我从来没有想过自杀").evidence[0].negated
 
 
 def test_someone_else_at_risk_is_concern_and_reported_text_is_none() -> None:
@@ -102,35 +110,73 @@ def test_language_restricts_the_rules() -> None:
     assert assess_crisis("我想自杀", "zh").level == "urgent"
 
 
-def test_classifier_model_round_trips_and_only_lifts_to_concern() -> None:
-    model = load_default()
-    assert model is not None and 0.5 <= model.threshold <= 0.99
-    again = CrisisClassifier.from_tsv(model.to_tsv())
-    text = "I have felt so empty for months"
-    assert abs(again.probability(text) - model.probability(text)) < 1e-6
-    weak_hit = "I wrote my will last week"  # a rules hit below the concern line (weight 0.3)
-    forced = CrisisClassifier({g: 5.0 for g in ngrams(weak_hit) | ngrams("zzz qqq")}, 0.0, 0.5)
+def _constant_model(bias: float, threshold: float = 0.5, veto: float = 0.0, abuse_bias: float = 5.0) -> CrisisClassifier:
+    """Heads that ignore the embedding (zero weights): every text gets sigmoid(bias); the category
+    heads pick `abuse`. The real encoder still embeds the text."""
+    zero = np.zeros(384, dtype=np.float32)
+    heads = {"crisis": (zero, bias)} | {c: (zero, abuse_bias if c == "abuse" else -5.0) for c in HEAD_CATEGORIES}
+    return CrisisClassifier(heads, threshold, veto, {})
+
+
+def _with_model(model: CrisisClassifier, fn):  # type: ignore[no-untyped-def]
     import empathy_rl.crisis_classifier as cc
 
-    assert assess_crisis(weak_hit, use_classifier=False).level == "none"
-    original = cc.load_default
+    original = cc.load
+    cc.load = lambda name="sensitive": model  # type: ignore[assignment]
     try:
-        cc.load_default = lambda: forced  # type: ignore[assignment]
-        result = assess_crisis(weak_hit)
-        assert result.level == "concern" and any(ev.source == "classifier" for ev in result.evidence) and result.categories == ()
-        # gated: without a rules hit the classifier flags nothing, however sure it is
-        alone = assess_crisis("zzz qqq")
-        assert alone.level == "none" and alone.classifier_probability is not None and alone.classifier_probability > 0.99
+        return fn()
     finally:
-        cc.load_default = original  # type: ignore[assignment]
+        cc.load = original  # type: ignore[assignment]
+
+
+def test_classifier_model_round_trips() -> None:
+    model = load_default()
+    assert model is not None and 0.5 <= model.threshold <= 0.99 and 0.0 <= model.veto <= model.threshold
+    again = CrisisClassifier.from_json(model.to_json())
+    text = "I have felt so empty for months and I gave my cat to my sister"
+    assert abs(again.score(text)[0] - model.score(text)[0]) < 1e-5
+    with pytest.raises(ValueError, match="not a crisis classifier file"):
+        CrisisClassifier.from_json('{"heads": {}}', "x.json")
+
+
+def test_classifier_lifts_to_concern_with_its_categories_and_only_to_concern() -> None:
+    calm = "I like green tea in the morning"
+    assert assess_crisis(calm, use_classifier=False).level == "none"
+    lifted = _with_model(_constant_model(5.0), lambda: assess_crisis(calm))
+    assert lifted.level == "concern" and lifted.categories == ("abuse",)
+    assert any(ev.source == "classifier" and ev.category == "abuse" for ev in lifted.evidence)
+    assert lifted.classifier_probability is not None and lifted.classifier_probability > 0.99
+    # a text the rules already flag keeps the rules' level and categories
+    ruled = _with_model(_constant_model(5.0), lambda: assess_crisis("I want to kill myself"))
+    assert ruled.level == "urgent" and ruled.categories == ("suicide",)
+    # config overrides: a threshold above the probability lifts nothing
+    assert _with_model(_constant_model(0.0), lambda: assess_crisis(calm, threshold=0.9)).level == "none"
+
+
+def test_classifier_veto_drops_rules_hits_on_low_scores_and_zero_disables_it() -> None:
+    text = "I want to kill myself"
+    vetoed = _with_model(_constant_model(-5.0, veto=0.2), lambda: assess_crisis(text))
+    assert vetoed.level == "none" and all(ev.vetoed and ev.effective == 0.0 for ev in vetoed.evidence)
+    kept = _with_model(_constant_model(-5.0, veto=0.2), lambda: assess_crisis(text, veto=0.0))
+    assert kept.level == "urgent"
+
+
+def test_chunks_keep_sentences_and_bound_the_work() -> None:
+    assert chunks("short text") == ["short text"]
+    text = "第一句话。" * 100
+    windows = chunks(text, max_chars=40)
+    assert all(len(w) <= 40 for w in windows) and "".join(windows) == text
+    assert all(w.endswith("。") for w in windows)  # cut at sentence ends where they fit
+    assert len(chunks("a" * 100_000, max_chars=160, max_chunks=48)) == 48
+    assert chunks("   ") == []
 
 
 # Development numbers documented in docs/safety.md (both files are development data: the rules were
 # revised on them, so these are in-sample; the held-out estimate is the lead's blind set). The
 # test keeps them from regressing (margin 0.03).
 DOCUMENTED = {
-    EVAL: {"all": {"recall": 1.0, "fpr": 0.0}, "language=en": {"recall": 1.0, "fpr": 0.0}, "language=zh": {"recall": 1.0, "fpr": 0.0}},
-    DEV: {"all": {"recall": 1.0, "fpr": 0.0}, "language=en": {"recall": 1.0, "fpr": 0.0}, "language=zh": {"recall": 1.0, "fpr": 0.0}},
+    EVAL: {"all": {"recall": 0.99, "fpr": 0.0}, "language=en": {"recall": 0.98, "fpr": 0.0}, "language=zh": {"recall": 1.0, "fpr": 0.0}},
+    DEV: {"all": {"recall": 1.0, "fpr": 0.03}, "language=en": {"recall": 1.0, "fpr": 0.02}, "language=zh": {"recall": 1.0, "fpr": 0.04}},
 }
 
 
@@ -145,30 +191,57 @@ def test_development_sets_stay_at_documented_numbers(path: Path) -> None:
     assert report["all"]["urgent_recall"] >= 0.85
 
 
-HELDOUT = Path(__file__).parent / "data" / "crisis_heldout.jsonl"
+BLIND2 = Path(__file__).parent / "data" / "crisis_blind2.jsonl"
+TRAINING = ("crisis_eval.jsonl", "crisis_dev.jsonl", "crisis_heldout.jsonl", "crisis_train2.jsonl")
 
 
-def test_blind_heldout_set_stays_at_its_measured_floor() -> None:
-    """The blind set (docs/safety.md) was measured once after the revision: recall 0.55, FPR 0.15.
-    It is never used to revise rules; this only catches regressions (margin 0.03). The goal of the
-    issue (recall >= 0.95 at FPR <= 0.05) is not met, and this test does not pretend it is."""
-    items = crisis_eval.load(HELDOUT)
-    assert len(items) == 240 and "split" not in items[0]
+def test_blind_set_stays_at_its_measured_floor() -> None:
+    """crisis_blind2.jsonl was written by an author who saw neither the rules, the classifier nor
+    the other sets, and was measured once, after the classifier was built (docs/safety.md):
+    recall 0.79, FPR 0.11 (rules alone 0.48 / 0.11). Nothing is tuned on it; this only catches
+    regressions (margin 0.03). The issue's goal (recall >= 0.95 at FPR <= 0.05) is not met, and
+    this test does not pretend it is."""
+    items = crisis_eval.load(BLIND2)
+    assert len(items) == 240 and {i["language"] for i in items} == {"zh", "en"}
     report = crisis_eval.evaluate(items)
-    assert report["all"]["recall"] >= 0.52, report["all"]
-    assert report["all"]["fpr"] <= 0.18, report["all"]
+    assert report["all"]["recall"] >= 0.76, report["all"]
+    assert report["all"]["fpr"] <= 0.14, report["all"]
+    assert report["kind=indirect"]["flag_correct"] >= 0.67, report["kind=indirect"]
 
 
-def test_classifier_cross_validation_matches_the_documented_numbers() -> None:
-    """5-fold CV of the classifier on the development sets (python -m empathy_rl.crisis_classifier
-    build): the shipped threshold is the CV one, out-of-fold recall/FPR as documented."""
-    from empathy_rl.crisis_classifier import cross_validate, labelled_examples
+@pytest.mark.parametrize("name", ["sensitive", "precise"])
+def test_shipped_classifier_was_built_from_the_current_training_files_and_not_the_blind_set(name: str) -> None:
+    import hashlib
 
-    report = cross_validate([], labelled_examples([EVAL, DEV]), folds=5, target_fpr=0.03)
-    assert abs(float(report["threshold"]) - load_default().threshold) < 0.02  # type: ignore[union-attr]
-    oof = report["classifier_oof"]
-    assert oof["fpr"] <= 0.03 and oof["recall"] >= 0.15  # type: ignore[index]
-    assert report["rules_or_gated_classifier"]["fpr"] <= 0.03  # type: ignore[index]
+    from empathy_rl.crisis_classifier import load
+
+    model = load(name)
+    assert model is not None
+    trained_on = model.meta["trained_on"]
+    assert not any("blind" in name for name in trained_on)
+    for name in TRAINING:
+        key = f"tests/data/{name}"
+        digest = hashlib.sha256((Path(__file__).parent / "data" / name).read_bytes()).hexdigest()[:16]
+        assert trained_on.get(key) == digest, f"{key} changed since the classifier was built: rebuild it (docs/safety.md)"
+
+
+def test_cross_validation_chooses_thresholds_from_out_of_fold_scores() -> None:
+    """The threshold keeps the out-of-fold FPR of the classifier alone at or under the target, and
+    the veto drops at most `veto_fnr` of the crisis texts (pure: synthetic vectors, no encoder)."""
+    from empathy_rl.crisis_classifier import Labelled, cross_validate
+
+    rng = np.random.default_rng(0)
+    n = 200
+    crisis = rng.random(n) < 0.5
+    vectors = rng.normal(size=(n, 384)).astype(np.float32)
+    vectors[:, 0] += np.where(crisis, 4.0, -4.0)
+    examples = [Labelled(f"x{i}", "", bool(c), ("suicide",) if c else (), "synthetic") for i, c in enumerate(crisis)]
+    report = cross_validate(examples, vectors, [v[None, :] for v in vectors], folds=5, c=1.0, target_fpr=0.05, veto_fnr=0.02,
+                            rules=[False] * n)
+    assert report["classifier_oof"]["fpr"] <= 0.05 and report["classifier_oof"]["recall"] > 0.5
+    assert 0.0 < report["veto"] <= report["threshold"]
+    assert report["rules_or_classifier"] == report["classifier_oof"]
+    assert report["combined_with_veto"]["recall"] == report["classifier_oof"]["recall"]
 
 
 @pytest.mark.parametrize(
@@ -176,10 +249,19 @@ def test_classifier_cross_validation_matches_the_documented_numbers() -> None:
     ["I could kill for a coffee right now", "Dead tired after the night shift", "lmao this is killing me", "I'm gonna die lol, 2% battery",
      "气死我了，又堵车", "尴尬死了", "这关卡打得我想死哈哈", "社死现场", "我润了，明年去读研", "My sister is going to murder me when she sees the car",
      "I bought a rope ladder for the treehouse", "I'm so tired of living in this tiny flat", "No one would notice if I skipped the meeting, right?",
-     "医生给我开了安眠药，吃了白天很困", "我切菜把手指割破了", "把旧衣服都捐了"],
+     "医生给我开了安眠药，吃了白天很困", "我切菜把手指割破了"],
 )
 def test_more_idioms_and_everyday_traps_are_not_flagged(text: str) -> None:
     assert assess_crisis(text).level == "none", assess_crisis(text)
+
+
+def test_giving_clothes_away_is_a_known_false_alarm_of_the_sensitive_classifier_only() -> None:
+    """"把旧衣服都捐了" (I donated my old clothes) reads like giving belongings away: the rules and
+    the `precise` classifier leave it alone; `sensitive` flags it concern (documented in
+    docs/safety.md as the price of its recall)."""
+    text = "把旧衣服都捐了"
+    assert assess_crisis(text, use_classifier=False).level == "none"
+    assert assess_crisis(text, classifier_model="precise").level == "none"
 
 
 @pytest.mark.parametrize(
@@ -219,16 +301,25 @@ def test_slang_and_means_are_flagged(text: str, category: str) -> None:
     assert result.is_crisis and category in result.categories, result
 
 
-def test_bundled_crisis_posts_are_all_flagged_and_others_are_not() -> None:
-    """Our own seed posts are labelled: every crisis post must be flagged, no everyday post."""
+@pytest.mark.parametrize("name, most_false_alarms", [("sensitive", 13), ("precise", 2)])
+def test_bundled_crisis_posts_are_all_flagged_and_false_alarms_stay_at_the_measured_count(name: str, most_false_alarms: int) -> None:
+    """Our own seed posts are labelled (16 crisis, 80 everyday distress posts never used in
+    training): every crisis post must be flagged. The everyday posts measure false alarms on
+    medium-length ordinary posts: 13 of 80 for `sensitive`, 2 of 80 for `precise` (docs/safety.md);
+    the test keeps them from growing."""
     from empathy_rl.data.seed_posts import load_seed_posts
 
     posts = load_seed_posts()
-    flagged = {p["id"]: detect_crisis(p["title"] + "\n" + p["description"]) for p in posts}
+    flagged = {p["id"]: assess_crisis(p["title"] + "\n" + p["description"], classifier_model=name).is_crisis for p in posts}
     missed = [p["id"] for p in posts if p["topic"] == "crisis" and not flagged[p["id"]]]
     false_alarms = [p["id"] for p in posts if p["topic"] != "crisis" and flagged[p["id"]]]
     assert sum(p["topic"] == "crisis" for p in posts) >= 12
-    assert missed == [] and false_alarms == []
+    assert missed == [] and len(false_alarms) <= most_false_alarms, (missed, false_alarms)
+
+
+def test_unknown_classifier_model_is_a_clear_error() -> None:
+    with pytest.raises(FileNotFoundError, match="safety.classifier_model"):
+        assess_crisis("hello", classifier_model="no-such-model")
 
 
 def test_resources_are_generic_in_both_languages() -> None:

@@ -38,7 +38,7 @@ def test_summarize_ours_startup_steps_and_rate():
 
 
 def test_summarize_ours_errors_name_the_file_and_line():
-    with pytest.raises(ValueError, match=r"m.jsonl:2: not JSON"):
+    with pytest.raises(ValueError, match=r"m.jsonl:2: invalid JSON"):
         trl_compare.grpo_steps([_step(1, 1.0), "{oops"], "m.jsonl")
     with pytest.raises(ValueError, match=r"m.jsonl:1: GRPO record without 'time/step_s'"):
         trl_compare.grpo_steps([json.dumps({"phase": "grpo", "step": 1})], "m.jsonl")

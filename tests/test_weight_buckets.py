@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from empathy_rl.weight_buckets import ALIGN, BucketIndex, checksum, pack_all, pack_bucket, plan_buckets, unpack_bucket
+from empathy_rl.weight_buckets import ALIGN, BucketIndex, bucket_in, checksum, pack_all, pack_bucket, plan_buckets, unpack_bucket, write_tensor
 
 
 def _tensors(seed: int = 0) -> list[tuple[str, torch.Tensor]]:
@@ -182,6 +182,31 @@ def test_pack_bucket_uses_names_not_positions() -> None:
     restored = dict(unpack_bucket(index, pack_bucket(index, shuffled)))
     for name, original in tensors:
         assert torch.equal(restored[name], original)
+
+
+def test_packing_into_a_reused_scratch_buffer_is_byte_identical() -> None:
+    """The learner packs every bucket into one scratch buffer; padding left by the previous bucket
+    (here 0xFF everywhere) must be rewritten, so each bucket equals a freshly packed one."""
+    tensors = _tensors()
+    plan = plan_buckets(tensors, 64)
+    gaps = [m.offset - (prev.offset + prev.nbytes) for b in plan for prev, m in zip(b.tensors, b.tensors[1:])]
+    assert len(plan) > 2 and any(g > 0 for g in gaps), "the test needs several buckets with padding"
+    by_name = dict(tensors)
+    scratch = torch.full((max(b.nbytes for b in plan),), 0xFF, dtype=torch.uint8)
+    for index in plan:
+        buffer = bucket_in(scratch, index)
+        for meta in index.tensors:
+            write_tensor(buffer, meta, by_name[meta.name])
+        assert buffer.data_ptr() == scratch.data_ptr()  # a view: no new allocation
+        assert torch.equal(buffer, pack_bucket(index, by_name)), [m.name for m in index.tensors]
+
+
+def test_scratch_too_small_or_tensor_of_another_size_is_named() -> None:
+    (index,) = plan_buckets([("w", torch.zeros(4))], 1024)
+    with pytest.raises(ValueError, match="cannot hold a bucket of 16 bytes"):
+        bucket_in(torch.zeros(15, dtype=torch.uint8), index)
+    with pytest.raises(ValueError, match="tensor w has 20 bytes, its bucket index says 16"):
+        write_tensor(torch.zeros(16, dtype=torch.uint8), index.tensors[0], torch.zeros(5))
 
 
 def test_unpack_gives_views_into_the_buffer() -> None:

@@ -144,3 +144,15 @@ def test_nccl_sync_that_hangs_tears_the_group_down(local_ray):
 def test_wait_all_returns_results_in_order(local_ray):
     refs = [ray.put(i) for i in range(3)]
     assert wait_all([(f"party {i}", r) for i, r in enumerate(refs)], "test", 5) == [0, 1, 2]
+
+
+def test_ray_put_copies_a_numpy_view_so_the_packing_buffer_can_be_reused(local_ray):
+    """The learner overwrites its packing buffer with the next bucket right after `ray.put`; that is
+    only sound while `ray.put` copies the bytes into the object store rather than keeping a view."""
+    import torch
+
+    scratch = torch.arange(2**20, dtype=torch.int32).view(torch.uint8)  # 4 MiB: an object-store object
+    ref = ray.put(scratch.numpy())
+    expected = scratch.clone()
+    scratch.zero_()
+    assert np.array_equal(ray.get(ref, timeout=30), expected.numpy())

@@ -38,7 +38,6 @@ from empathy_rl.config import DataConfig, DataSourceConfig
 from empathy_rl.data.adapters import RawRecord, get_adapter, source_label
 from empathy_rl.data.readers import BadRowError, DataError, Row, read_rows
 from empathy_rl.data.records import SPLITS, CounselingRecord, build_query, record_id, write_parquet
-from empathy_rl.safety import detect_crisis
 
 logger = logging.getLogger(__name__)
 
@@ -125,8 +124,13 @@ def _check_sources(cfg: DataConfig) -> None:
 class _Preparer:
     """Holds the running state of one `prepare_data` call (counts, seen keys, kept records)."""
 
-    def __init__(self, cfg: DataConfig, progress: bool) -> None:
+    def __init__(self, cfg: DataConfig, progress: bool, safety: Any = None) -> None:
+        from empathy_rl.config import SafetyConfig
+        from empathy_rl.crisis_judge import CrisisJudge
+
         self.cfg = cfg
+        # rules + encoder classifier (+ the LLM judge when safety.judge_mode is not off)
+        self.crisis = CrisisJudge.from_config(safety if safety is not None else SafetyConfig())
         self.progress = progress
         self.summary = PrepareSummary(prepared_dir=str(cfg.prepared_dir))
         self.kept: list[CounselingRecord] = []
@@ -208,7 +212,8 @@ class _Preparer:
         language = source.language if source.language != "auto" else raw.language or detect_language(record.query)
         split = raw.split or assign_split(rid, self.cfg.split_seed, self.cfg.val_fraction, self.cfg.test_fraction)
         return dataclasses.replace(record, answers=long_enough, language=language,
-                                   crisis=detect_crisis(record.query), split=split)
+                                   crisis=self.crisis.assess(record.query, language if language in ("zh", "en") else None).is_crisis,
+                                   split=split)
 
     # -- writing -----------------------------------------------------------------------------
 
@@ -240,15 +245,17 @@ def _write_atomically(target: Path, records: list[CounselingRecord], summary: Pr
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def prepare_data(cfg: DataConfig, progress: bool = True) -> PrepareSummary:
+def prepare_data(cfg: DataConfig, progress: bool = True, safety: Any = None) -> PrepareSummary:
     """Read every source in `cfg.sources`, build anonymized records, filter, de-duplicate, split,
     and write {train,validation,test}.parquet and summary.json into `cfg.prepared_dir`.
 
     Raises `BadRowError` (nothing written) on the first bad row when `cfg.on_bad_row == "error"`,
     and `DataError` for a missing file, an unknown format or duplicate source names.
+    `safety` (the config's `safety` section; None = its defaults) says how the `crisis` flag is
+    assessed: rules, encoder classifier, optional LLM judge.
     """
     _check_sources(cfg)
-    preparer = _Preparer(cfg, progress)
+    preparer = _Preparer(cfg, progress, safety)
     for source in cfg.sources:
         preparer.add_source(source)
     preparer.write()
@@ -256,4 +263,6 @@ def prepare_data(cfg: DataConfig, progress: bool = True) -> PrepareSummary:
     logger.info("prepared %d records (%s) into %s; dropped %s; %d crisis-flagged", summary.records_kept,
                 ", ".join(f"{s} {summary.splits.get(s, 0)}" for s in SPLITS), cfg.prepared_dir,
                 dict(summary.dropped) or "none", summary.crisis)
+    if preparer.crisis.mode != "off":
+        logger.info("crisis judge: %s", preparer.crisis.stats)  # counts only, never texts
     return summary
