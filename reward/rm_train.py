@@ -34,7 +34,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
-from empathy_rl.config import ConfigError, DataConfig, EmpathyRLConfig
+from empathy_rl.config import ConfigError, DataConfig, EmpathyRLConfig, SafetyConfig
 from empathy_rl.data import CounselingRecord, load_records, prepare_data
 from reward import rm_eval
 from reward.rm_data import EvalSet, TripleSet, build_eval_set, build_triples, select_records
@@ -72,7 +72,9 @@ def ensure_prepared(cfg: EmpathyRLConfig, progress: bool = True) -> Path:
         min_query_chars=cfg.data.min_query_chars, dedup=cfg.data.dedup, val_fraction=rm.val_fraction,
         test_fraction=rm.test_fraction, split_seed=cfg.data.split_seed, on_bad_row=cfg.data.on_bad_row,
     )
-    summary = prepare_data(data, progress=progress)
+    # The reward model never reads the `crisis` flag, so its (large) prepared set is flagged by the
+    # rules alone: the encoder classifier costs ~10-40 ms per text window, minutes on the shared data.
+    summary = prepare_data(data, progress=progress, safety=SafetyConfig(classifier=False))
     log.info("train-rm: prepared %d records into %s (splits %s)", summary.records_kept, prepared, dict(summary.splits))
     return prepared
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 
-from empathy_rl.config import DataConfig, DataSourceConfig
+from empathy_rl.config import DataConfig, DataSourceConfig, SafetyConfig
 from empathy_rl.data import (
     PREPARED_SCHEMA,
     BadRowError,
@@ -446,7 +446,9 @@ def test_prepare_real_sources(tmp_path: Path) -> None:
                  DataSourceConfig(path=str(eval_), adapter="cpsycoun", name="cpsycoune")],
         prepared_dir=str(tmp_path / "prepared"),
     )
-    summary = prepare_data(cfg, progress=False)
+    # rules-only crisis flags: the encoder classifier adds ~2.4 min here (docs/safety.md, "Cost");
+    # its prepare-data path is tested in tests/test_crisis_judge.py
+    summary = prepare_data(cfg, progress=False, safety=SafetyConfig(classifier=False))
     assert summary.rows_read == {"counsel_chat": 2129, "cpsycoune": 45}
     assert summary.kept_per_source["counsel_chat"] >= 700
     assert summary.kept_per_source["cpsycoune"] == 45
