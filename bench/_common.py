@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import platform
+import re
 import statistics
 import sys
 from dataclasses import asdict, dataclass
@@ -160,14 +161,14 @@ def machine() -> str:
 
 
 def write_section(name: str, body: str, path: Path = DOCS) -> None:
-    """Replace the text between `<!-- bench:name -->` and `<!-- /bench:name -->` in docs (appended if absent)."""
+    """Replace the text between `<!-- bench:name -->` and `<!-- /bench:name -->` in docs (appended if
+    absent). Only markers that stand alone on a line count, so prose may quote a marker."""
     start, end = f"<!-- bench:{name} -->", f"<!-- /bench:{name} -->"
     text = path.read_text(encoding="utf-8")
     block = f"{start}\n{body.rstrip()}\n{end}"
-    if start in text and end in text:
-        before, rest = text.split(start, 1)
-        _, after = rest.split(end, 1)
-        text = before + block + after
+    found = re.search(rf"^{re.escape(start)}[ \t]*$(.*?)^{re.escape(end)}[ \t]*$", text, re.MULTILINE | re.DOTALL)
+    if found:
+        text = text[: found.start()] + block + text[found.end():]
     else:
         text = text.rstrip() + "\n\n" + block + "\n"
     path.write_text(text, encoding="utf-8")
