@@ -16,15 +16,13 @@ This module knows nothing of rewards: the driver connects the callback to the re
 
 from __future__ import annotations
 
-import logging
 import time
 from typing import Any, Callable, Optional, Sequence
 
 from empathy_rl.remote import StageError, StageFailed, StageTimeout, actor_died, first_line
-from rollout.supervision import wait_until_alive
+from rollout.supervision import await_restarts
 from rollout.types import Candidate, Prompt
 
-log = logging.getLogger("empathy_rl")
 
 OnGroup = Callable[[Prompt, list[Candidate]], None]
 
@@ -116,11 +114,6 @@ def stream_supervised(
             on_group(group)
         if not dead:
             return restarts
-        for i in dead:
-            log.warning("rollout worker %d died during streamed generate (%d prompt(s) reissued); waiting for its restart", i, len(shards[i]))
-            wait_until_alive(workers[i], f"rollout worker {i}", startup_timeout)
-        if on_restart is not None:
-            on_restart()
-        restarts += len(dead)
+        restarts += await_restarts(workers, shards, dead, startup_timeout, on_restart, "streamed generate")
         pending = dead
     raise StageError("rollout: streamed generate left the restart loop without a result", "rollout pool", "generate")  # unreachable: the last attempt raises

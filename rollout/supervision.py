@@ -44,6 +44,18 @@ def wait_until_alive(worker: Any, name: str, timeout: float) -> None:
             time.sleep(1.0)
 
 
+def await_restarts(workers: Sequence[Any], shards: Sequence[list], dead: list[int], startup_timeout: float,
+                   on_restart: Optional[Callable[[], None]], what: str) -> int:
+    """Wait until every dead worker is back (Ray restarts the actor), then let the driver push the
+    current weights (`on_restart`); their prompts are then issued again. Returns len(dead)."""
+    for i in dead:
+        log.warning("rollout worker %d died during %s (%d prompt(s) to reissue); waiting for its restart", i, what, len(shards[i]))
+        wait_until_alive(workers[i], f"rollout worker {i}", startup_timeout)
+    if on_restart is not None:
+        on_restart()
+    return len(dead)
+
+
 def generate_supervised(
     workers: Sequence[Any],
     shards: Sequence[list],
@@ -70,12 +82,7 @@ def generate_supervised(
                 raise outcome
         if not dead:
             break
-        for i in dead:
-            log.warning("rollout worker %d died during generate (%d prompt(s) lost); waiting for its restart", i, len(shards[i]))
-            wait_until_alive(workers[i], f"rollout worker {i}", startup_timeout)
-        if on_restart is not None:
-            on_restart()
-        restarts += len(dead)
+        restarts += await_restarts(workers, shards, dead, startup_timeout, on_restart, "generate")
         pending = dead
         log.warning("rollout worker(s) %s restarted with the current weights; their prompts are issued again", dead)
     return [r if r is not None else [] for r in results], restarts
