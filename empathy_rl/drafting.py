@@ -51,7 +51,7 @@ from empathy_rl.coe_data import CoEDataError, CoERecord, Provenance, Review, app
 from empathy_rl.config import ConfigError, DraftConfig, EmpathyRLConfig
 from empathy_rl.data.records import CounselingRecord, load_records
 from empathy_rl.file_lock import LockTimeout, exclusive_lock, lock_path
-from empathy_rl.safety import detect_crisis
+from empathy_rl.crisis_judge import CrisisJudge
 from empathy_rl.teacher import Messages, Teacher, TeacherRequest, check_teacher, make_teacher
 
 log = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class DraftSummary:
     retried: int = 0  # records that needed more than one attempt (drafted or failed)
     requests: int = 0  # teacher calls made (attempts over all records)
     parse_errors: Counter[str] = field(default_factory=Counter)  # parser error code -> failed attempts
-    crisis: int = 0  # written records flagged by safety.detect_crisis
+    crisis: int = 0  # written records flagged (the prepared flag or the configured crisis assessment)
     anonymized_changed: int = 0  # queries the anonymizer changed (0 on prepare-data output)
     seconds: float = 0.0
     error: Optional[str] = None  # why the job stopped early (an endpoint error); a re-run resumes
@@ -302,8 +302,9 @@ def draft_coe(
         if todo:
             assert teacher is not None
             drafter = _Drafter(d, teacher, summary, bar)
+            crisis = CrisisJudge.from_config(cfg.safety)
             for i in range(0, len(todo), d.concurrency):
-                drafter.run_chunk([_prepare_job(r, d.anonymize, summary) for r in todo[i : i + d.concurrency]])
+                drafter.run_chunk([_prepare_job(r, d.anonymize, summary, crisis) for r in todo[i : i + d.concurrency]])
     except Exception as err:
         summary.error = str(err)
         raise
@@ -317,10 +318,13 @@ def draft_coe(
     return summary
 
 
-def _prepare_job(record: CounselingRecord, do_anonymize: bool, summary: DraftSummary) -> _Job:
+def _prepare_job(record: CounselingRecord, do_anonymize: bool, summary: DraftSummary, crisis: CrisisJudge) -> _Job:
+    """`crisis` is the config's assessor (`safety.*`: rules, classifier, optional judge), the same
+    one prepare-data used for `record.crisis`; asked again because the query may come from a file
+    prepared with other settings."""
     query = record.query
     if do_anonymize:
         cleaned = anonymize(query)
         summary.anonymized_changed += int(cleaned != query)
         query = cleaned
-    return _Job(record, query, bool(record.crisis) or detect_crisis(query))
+    return _Job(record, query, bool(record.crisis) or crisis.assess(query, record.language if record.language in ("zh", "en") else None).is_crisis)

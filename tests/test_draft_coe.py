@@ -56,7 +56,7 @@ RECORDS = [
     _record("aaaa000000000002", "zh", "考试 GOOD", "快要考试了，我每天都很焦虑，睡不着觉。"),
     _record("aaaa000000000003", "en", "Exams FLAKY", "I failed a test and feel like I will fail everything."),
     _record("aaaa000000000004", "en", "Alone BAD", "Since moving I have nobody to talk to in the evenings."),
-    # The prepared flag is False on purpose: draft-coe runs safety.detect_crisis itself.
+    # The prepared flag is False on purpose: draft-coe runs the configured crisis assessment (safety.*) itself.
     _record("aaaa000000000005", "en", "", "GOOD I have been thinking about killing myself and I wrote a note."),
     # Raw PII, as if a prepared directory came from a tool that does not anonymize.
     _record("aaaa000000000006", "en", "Contact GOOD", "Write to me at sam.lee@example.com, I feel stuck at home."),
@@ -184,7 +184,7 @@ def test_drafts_retries_marks_failures_and_summarizes(prepared: Path, tmp_path: 
         assert user["role"] == "user"
     sent_queries = {r["body"]["messages"][1]["content"] for r in teacher.requests}
     assert RECORDS[0].query in sent_queries
-    # The anonymizer ran before sending and before writing; the crisis flag came from detect_crisis.
+    # The anonymizer ran before sending and before writing; the crisis flag came from the configured crisis assessment.
     assert not any("sam.lee@example.com" in q for q in sent_queries)
     assert "[EMAIL]" in records["aaaa000000000006"].query and "sam.lee" not in out.read_text(encoding="utf-8")
     assert [rid for rid, r in records.items() if r.crisis] == ["aaaa000000000005"]
