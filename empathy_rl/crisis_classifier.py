@@ -183,11 +183,6 @@ def load(name: str = "sensitive") -> Optional[CrisisClassifier]:
     return CrisisClassifier.from_json(file.read_text(encoding="utf-8"), str(file))
 
 
-def load_default() -> Optional[CrisisClassifier]:
-    """The default bundled model (`sensitive`)."""
-    return load("sensitive")
-
-
 # ------------------------------------------------------------------------------- training
 
 

@@ -11,7 +11,7 @@ import pytest
 from empathy_rl import crisis_eval
 import numpy as np
 
-from empathy_rl.crisis_classifier import CATEGORIES as HEAD_CATEGORIES, CrisisClassifier, chunks, load_default
+from empathy_rl.crisis_classifier import CATEGORIES as HEAD_CATEGORIES, CrisisClassifier, chunks, load
 from empathy_rl.safety import (
     CATEGORIES, CRISIS_RESOURCES, assess_crisis, crisis_resources, crisis_terms, detect_crisis, load_rules_data, rule_ids,
 )
@@ -130,7 +130,7 @@ def _with_model(model: CrisisClassifier, fn):  # type: ignore[no-untyped-def]
 
 
 def test_classifier_model_round_trips() -> None:
-    model = load_default()
+    model = load()
     assert model is not None and 0.5 <= model.threshold <= 0.99 and 0.0 <= model.veto <= model.threshold
     again = CrisisClassifier.from_json(model.to_json())
     text = "I have felt so empty for months and I gave my cat to my sister"
@@ -212,8 +212,6 @@ def test_blind_set_stays_at_its_measured_floor() -> None:
 @pytest.mark.parametrize("name", ["sensitive", "precise"])
 def test_shipped_classifier_was_built_from_the_current_training_files_and_not_the_blind_set(name: str) -> None:
     import hashlib
-
-    from empathy_rl.crisis_classifier import load
 
     model = load(name)
     assert model is not None
