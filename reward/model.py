@@ -35,7 +35,11 @@ class RewardModel:
 
         self.cfg = cfg
         needs_encoder = cfg.answer_weight != 0
-        self.encoder = load_answer_encoder(cfg.encoder, cfg.encoder_device, cfg.encoder_max_seq_len) if needs_encoder else None
+        self.encoder = (
+            load_answer_encoder(cfg.encoder, cfg.encoder_device, cfg.encoder_max_seq_len, cfg.query_cache_size, cfg.encoder_batch_size)
+            if needs_encoder
+            else None
+        )
         if self.encoder is not None and cfg.answer_mode == "binary" and cfg.answer_threshold is None:
             if all(self.encoder.threshold(lang) is None for lang in LANGUAGES):
                 raise ConfigError(

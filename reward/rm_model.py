@@ -35,6 +35,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from reward.embedding_cache import EmbeddingCache, gather
+
 FORMAT = "empathy-rl-reward-model"
 FORMAT_VERSION = 1
 METADATA_FILE = "reward_model.json"
@@ -241,8 +243,10 @@ class LanguageScorer(nn.Module):
         self.answer_head = _identity_linear(backbone.dim)
         self.max_text_chars = max_text_chars
 
-    def featurize(self, texts: Sequence[str]):
-        return self.backbone.featurize([t[: self.max_text_chars] for t in texts])
+    def featurize(self, texts: Sequence[str], batch_size: int = 64):
+        """Encoder features of `texts` cut to `max_text_chars`; `batch_size` texts per MiniLM forward
+        (sentence-transformers sorts them by length first, so smaller batches pad less)."""
+        return self.backbone.featurize([t[: self.max_text_chars] for t in texts], batch_size)
 
     def embed_queries(self, x) -> torch.Tensor:
         return F.normalize(self.query_head(self.backbone(x)), dim=-1)
@@ -254,35 +258,46 @@ class LanguageScorer(nn.Module):
         return self.query_head.weight.device
 
     @torch.no_grad()
-    def similarity(self, queries: Sequence[str], answers: Sequence[str]) -> list[float]:
-        """cos(head_q(E(q_i)), head_a(E(a_i))) for each pair."""
+    def similarity(self, queries: Sequence[str], answers: Sequence[str], cache: EmbeddingCache | None = None,
+                   namespace: str = "query", batch_size: int = 64) -> list[float]:
+        """cos(head_q(E(q_i)), head_a(E(a_i))) for each pair. Each distinct query is embedded once, or
+        taken from `cache` (rows after the query head, under `namespace`); the queries still missing and
+        all answers go through the encoder in one featurize call (one MiniLM forward)."""
+        if len(queries) != len(answers):
+            raise ValueError(f"{len(queries)} queries but {len(answers)} answers")
         if not queries:
             return []
-        feats = self.featurize(list(queries) + list(answers))
-        n, dev = len(queries), self._device()
-        q = self.embed_queries(feats.take(range(n), dev))
-        a = self.embed_answers(feats.take(range(n, 2 * n), dev))
-        return (q * a).sum(-1).float().cpu().tolist()
+        cache = cache if cache is not None else EmbeddingCache(0)
+        rows, missing = cache.lookup(namespace, queries)
+        feats = self.featurize(missing + list(answers), batch_size)
+        m, dev = len(missing), self._device()
+        if missing:
+            cache.store(namespace, missing, self.embed_queries(feats.take(range(m), dev)), rows)
+        a = self.embed_answers(feats.take(range(m, m + len(answers)), dev))
+        return (gather(rows, queries) * a).sum(-1).float().cpu().tolist()
 
     @torch.no_grad()
-    def answer_similarity(self, answers: Sequence[str], references: Sequence[Sequence[str]]) -> list[float | None]:
+    def answer_similarity(self, answers: Sequence[str], references: Sequence[Sequence[str]], cache: EmbeddingCache | None = None,
+                          namespace: str = "reference", batch_size: int = 64) -> list[float | None]:
         """max_j cos(head_a(E(answer_i)), head_a(E(reference_ij))): both sides are answers, so both
-        go through the answer head. None for an answer without references."""
+        go through the answer head. None for an answer without references. References repeat (the
+        same record's G candidates, and every epoch): each distinct one is embedded once or taken from
+        `cache`."""
+        if len(answers) != len(references):
+            raise ValueError(f"{len(answers)} answers but {len(references)} reference lists")
         flat = [r for refs in references for r in refs]
         if not answers or not flat:
             return [None] * len(answers)
-        feats = self.featurize(list(answers) + flat)
-        dev = self._device()
-        emb = self.embed_answers(feats.take(range(len(answers) + len(flat)), dev))
-        a, r = emb[: len(answers)], emb[len(answers) :]
+        cache = cache if cache is not None else EmbeddingCache(0)
+        rows, missing = cache.lookup(namespace, flat)
+        feats = self.featurize(list(answers) + missing, batch_size)
+        n, dev = len(answers), self._device()
+        emb = self.embed_answers(feats.take(range(n + len(missing)), dev))
+        a = emb[:n]
+        cache.store(namespace, missing, emb[n:], rows)
         out: list[float | None] = []
-        start = 0
         for i, refs in enumerate(references):
-            if not refs:
-                out.append(None)
-                continue
-            out.append(float((r[start : start + len(refs)] @ a[i]).max()))
-            start += len(refs)
+            out.append(float((gather(rows, refs) @ a[i]).max()) if refs else None)
         return out
 
     def trainable_state(self) -> dict[str, torch.Tensor]:
