@@ -25,7 +25,7 @@ from empathy_rl.placement import Placement
 from empathy_rl.remote import wait_named
 from empathy_rl.sharding import even_slices, token_balanced_slices
 from rollout.streaming import GroupAssembler, OnGroup, stream_supervised
-from rollout.supervision import generate_supervised
+from rollout.supervision import generate_supervised, resync_restarted_between_calls
 from rollout.types import Candidate, Prompt, RolloutBatch
 from rollout.vllm_engine import RolloutWorker, engine_env
 
@@ -79,6 +79,7 @@ class RolloutPool:
         n = n or self.cfg.rollout.group_size
         temperature = self.cfg.rollout.temperature if temperature is None else temperature
         start = time.perf_counter()
+        self._resync_restarted()
         expected = self.version  # a weight push may land while this runs (async mode); the outputs must be of this version
         prompts = list(prompts)
         results, restarted = generate_supervised(
@@ -99,6 +100,7 @@ class RolloutPool:
         n = n or self.cfg.rollout.group_size
         temperature = self.cfg.rollout.temperature if temperature is None else temperature
         start = time.perf_counter()
+        self._resync_restarted()
         expected = self.version
         prompts = list(prompts)
         assembler = GroupAssembler(prompts, n)
@@ -113,6 +115,10 @@ class RolloutPool:
         )
         self.restarts += restarted
         return self._batch(prompts, assembler.candidates(), n, expected, start)
+
+    def _resync_restarted(self) -> None:
+        """Workers Ray restarted between two calls get the current weights first (rollout.supervision)."""
+        self.restarts += resync_restarted_between_calls(self.workers, self.version, self.cfg.timeouts.startup_s, self.on_restart)
 
     def _batch(self, prompts: list[Prompt], candidates: list[Candidate], n: int, expected: int, start: float) -> RolloutBatch:
         versions = {c.policy_version for c in candidates}

@@ -13,6 +13,8 @@ holds the policy it was started from at version 0, and whatever it was generatin
    so the candidates are those the worker would have produced).
 
 At most `rollout.max_restarts` rounds; an error raised inside an actor (not a death) is not retried.
+A worker that dies between two calls is caught before the next one: `resync_restarted_between_calls`
+finds it serving an older version and pushes the current weights before any prompt is sent.
 """
 
 from __future__ import annotations
@@ -26,15 +28,15 @@ from empathy_rl.remote import StageError, StageFailed, actor_died, wait_settled
 log = logging.getLogger("empathy_rl")
 
 
-def wait_until_alive(worker: Any, name: str, timeout: float) -> None:
-    """Poll a (restarting) actor until a call succeeds; `StageFailed` if it stays dead past `timeout`."""
+def wait_until_alive(worker: Any, name: str, timeout: float) -> int:
+    """Poll a (restarting) actor until a call succeeds and return the policy version it serves;
+    `StageFailed` if it stays dead past `timeout`."""
     import ray
 
     deadline = time.monotonic() + timeout
     while True:
         try:
-            ray.get(worker.get_policy_version.remote(), timeout=max(min(10.0, deadline - time.monotonic()), 0.1))
-            return
+            return int(ray.get(worker.get_policy_version.remote(), timeout=max(min(10.0, deadline - time.monotonic()), 0.1)))
         except (ray.exceptions.RayActorError, ray.exceptions.ActorUnavailableError, ray.exceptions.GetTimeoutError) as err:
             if time.monotonic() >= deadline:
                 raise StageFailed(
@@ -42,6 +44,28 @@ def wait_until_alive(worker: Any, name: str, timeout: float) -> None:
                     f"rollout.max_restarts may be used up)", name, "restart", err,
                 ) from err
             time.sleep(1.0)
+
+
+def resync_restarted_between_calls(workers: Sequence[Any], version: int, startup_timeout: float,
+                                   on_restart: Optional[Callable[[], None]]) -> int:
+    """Before a generate call: find workers that died and were restarted since the last one.
+
+    A worker that dies between calls (after the last weight push) comes back holding the start
+    policy at version 0, and nothing else would notice until its candidates failed the pool's version
+    check. Each worker is asked for its version (waiting out a restart in progress, up to
+    `startup_timeout`); any below `version` gets the current weights through `on_restart` before any
+    prompt is sent. Returns the number of such workers (counted as restarts).
+    """
+    if version == 0:  # nothing pushed yet: a restarted engine holds the start policy, which is version 0
+        return 0
+    behind = [i for i, w in enumerate(workers) if wait_until_alive(w, f"rollout worker {i}", startup_timeout) < version]
+    if not behind:
+        return 0
+    log.warning("rollout worker(s) %s restarted since the last step (serving an older policy); pushing version %d", behind, version)
+    if on_restart is None:
+        raise RuntimeError(f"rollout worker(s) {behind} serve a policy older than version {version} and no weight push is set up (RolloutPool.on_restart)")
+    on_restart()
+    return len(behind)
 
 
 def await_restarts(workers: Sequence[Any], shards: Sequence[list], dead: list[int], startup_timeout: float,

@@ -4,10 +4,15 @@ learner), in order on one trainer:
 1. a rollout actor killed in the middle of generation is restarted, gets the current weights, and
    its prompts are issued again: the batch has every group, in prompt order, exactly as an
    undisturbed generation with the same seeds; training then goes on;
-2. a reward replica killed between steps is replaced by Serve while the client retries;
-3. with `trainer.learner_restarts`, a killed learner is rebuilt from the last checkpoint and the step
+2. the same with `rollout.stream_rewards`: killed after it streamed a group, the worker streams its
+   whole share again, each re-delivered group replaces the earlier one and its scores, and the
+   scores are those of scoring the batch after generation;
+3. a rollout actor killed between two calls (restarted by Ray with the start policy) gets the
+   current weights before the next call sends it prompts;
+4. a reward replica killed between steps is replaced by Serve while the client retries;
+5. with `trainer.learner_restarts`, a killed learner is rebuilt from the last checkpoint and the step
    is redone with the same records;
-4. without it, a learner killed after a checkpoint stops the next step with an error naming it, the
+6. without it, a learner killed after a checkpoint stops the next step with an error naming it, the
    checkpoint stays intact and resumable, and shutdown removes the run's actors.
 """
 
@@ -39,7 +44,8 @@ def trainer(tiny_model_dir, bundled_data_dir, tmp_path_factory):
             f"trainer.run_dir={tmp_path_factory.mktemp('faults') / 'run'}",
             "reward.encoder=minilm", "reward.answer_threshold=0.1", "reward.max_retries=8", "reward.retry_backoff_s=0.5",
             "warmstart.run_sft=false", "trainer.eval_every=0", f"trainer.prompts_per_step={PROMPTS}", "trainer.total_steps=4",
-            "rollout.num_workers=2", "rollout.max_restarts=2", "cluster.include_dashboard=true",  # the state API finds running tasks
+            "rollout.num_workers=2", "rollout.max_restarts=3", "cluster.include_dashboard=true",  # the state API finds running tasks
+            "rollout.max_num_seqs=8",  # 2 groups decoded at a time: a stream yields in waves, so a kill can fall between two
             "logging.progress_bar=false",
         ],
     )
@@ -49,13 +55,13 @@ def trainer(tiny_model_dir, bundled_data_dir, tmp_path_factory):
     t.shutdown()
 
 
-def _running_generate_on(worker_index: int, trainer) -> bool:
+def _running_generate_on(worker_index: int, trainer, method: str = "generate") -> bool:
     from ray.util.state import list_tasks
 
     actor_id = trainer.pool.workers[worker_index]._actor_id.hex()
     tasks = list_tasks(
         address=ray.get_runtime_context().gcs_address,  # this cluster, not another one on the machine
-        filters=[("name", "=", "RolloutWorker.generate"), ("state", "=", "RUNNING")], raise_on_missing_output=False,
+        filters=[("name", "=", f"RolloutWorker.{method}"), ("state", "=", "RUNNING")], raise_on_missing_output=False,
     )
     return any(t.actor_id == actor_id for t in tasks)
 
@@ -89,6 +95,89 @@ def test_rollout_actor_killed_mid_generation_is_restarted_and_its_prompts_reissu
     result = trainer.train_step()  # the run goes on: a full step with every group
     assert result.metrics["rollout/candidates"] == PROMPTS * trainer.cfg.rollout.group_size
     assert result.metrics["rollout/worker_restarts_total"] == 1.0
+
+
+def test_rollout_actor_killed_mid_stream_is_restarted_and_each_group_scored_once(trainer, monkeypatch):
+    from empathy_rl.reward_stream import StreamScorer
+
+    prompts = trainer.prompts.build_many(trainer.loader.records[:PROMPTS]) * 3  # ~6 prompts a worker: ~3 waves of 2 groups
+    prompts = [dataclasses.replace(p, uid=100 + i) for i, p in enumerate(prompts)]
+    worker1 = [p.uid for p in trainer.pool._shards(prompts)[1]]
+    G = trainer.cfg.rollout.group_size
+    version, restarts = trainer.pool.version, trainer.pool.restarts
+    deliveries: list[tuple[str, int, int]] = []  # (round, prompt uid, worker) per group handed to the scorer
+    scorers: list[StreamScorer] = []
+    phase = {"round": "first"}
+    streamed_from_1 = threading.Event()
+    on_group, on_restart = StreamScorer.on_group, trainer.pool.on_restart
+
+    def recording_on_group(self, prompt, candidates):
+        if not scorers:
+            scorers.append(self)
+        deliveries.append((phase["round"], prompt.uid, candidates[0].worker))
+        if candidates[0].worker == 1:
+            streamed_from_1.set()
+        on_group(self, prompt, candidates)
+
+    def recording_on_restart():
+        on_restart()
+        phase["round"] = "reissue"
+
+    monkeypatch.setattr(StreamScorer, "on_group", recording_on_group)
+    monkeypatch.setattr(trainer.pool, "on_restart", recording_on_restart)
+    out: dict = {}
+    gen = threading.Thread(target=lambda: out.setdefault("scored", trainer._generate_streamed(prompts, seed=5151)))
+    gen.start()
+    try:
+        assert streamed_from_1.wait(timeout=120), "rollout worker 1 streamed no group within 120 s"
+        assert _running_generate_on(1, trainer, "generate_stream") and gen.is_alive(), "worker 1 finished its stream before the kill"
+        ray.kill(trainer.pool.workers[1], no_restart=False)
+    finally:
+        gen.join()
+    scored = out["scored"]
+    rollout = scored.rollout
+    assert trainer.pool.restarts == restarts + 1
+    assert [c.prompt_uid for c in rollout.candidates] == [p.uid for p in prompts for _ in range(G)]
+    assert {c.policy_version for c in rollout.candidates} == {version} and trainer.pool.versions() == [version, version]
+    first = [uid for r, uid, _ in deliveries if r == "first"]
+    reissued = [uid for r, uid, _ in deliveries if r == "reissue"]
+    assert len(first) == len(set(first)) and set(worker1) & set(first), deliveries  # some of worker 1's groups came before the kill
+    assert sorted(reissued) == sorted(worker1), deliveries  # its whole share streamed again, once
+    assert set(first) | set(reissued) == {p.uid for p in prompts}
+    assert all(w == 1 for r, _, w in deliveries if r == "reissue")
+    assert sorted(scorers[0].pending) == sorted(p.uid for p in prompts)  # one score future per group: a re-delivery replaced the first
+    plain_scores, _ = trainer._score(rollout)
+    assert len(scored.scores) == len(rollout.candidates) == len(plain_scores)
+    assert [s.total for s in scored.scores] == [s.total for s in plain_scores]
+    assert [s.format for s in scored.scores] == [s.format for s in plain_scores]
+    assert [s.similarity for s in scored.scores] == pytest.approx([s.similarity for s in plain_scores], abs=1e-5)
+    undisturbed = trainer.pool.generate(prompts, seed=5151)
+    assert [c.token_ids for c in rollout.candidates] == [c.token_ids for c in undisturbed.candidates]
+
+
+def test_rollout_actor_killed_between_steps_gets_the_current_weights_before_generating(trainer):
+    from ray.exceptions import ActorUnavailableError, GetTimeoutError, RayActorError
+
+    prompts = trainer.prompts.build_many(trainer.loader.records[:PROMPTS])
+    version, restarts = trainer.pool.version, trainer.pool.restarts
+    assert version > 0, "the earlier tests trained a step: the pool is past the start policy"
+    worker = trainer.pool.workers[1]
+    ray.kill(worker, no_restart=False)
+    for _ in range(120):  # bounded: Ray restarts the actor (a vLLM engine start) with the start policy, version 0
+        try:
+            if ray.get(worker.get_policy_version.remote(), timeout=10) == 0:
+                break
+        except (RayActorError, ActorUnavailableError, GetTimeoutError):
+            pass
+        time.sleep(1.0)
+    else:
+        pytest.fail("rollout worker 1 did not come back at version 0 within ~2 min")
+    batch = trainer.pool.generate(prompts, seed=6161)  # the check before sending prompts pushes the current weights
+    assert trainer.pool.restarts == restarts + 1
+    assert {c.policy_version for c in batch.candidates} == {version}
+    assert trainer.pool.versions() == [version, version]
+    undisturbed = trainer.pool.generate(prompts, seed=6161)
+    assert [c.token_ids for c in batch.candidates] == [c.token_ids for c in undisturbed.candidates]
 
 
 def test_reward_replica_killed_is_replaced_and_the_step_completes(trainer):
