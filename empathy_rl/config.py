@@ -405,9 +405,11 @@ class SafetyConfig:
     # How prepare-data (the `crisis` flag of every record) and draft-coe assess crisis texts:
     # rules + the encoder classifier (empathy_rl/crisis_classifier.py), then the optional LLM judge.
     classifier: bool = True  # use the encoder classifier (multilingual-e5-small heads); false = the rules alone
-    classifier_model: str = "sensitive"  # sensitive (more recall, ~10-16% alarms on ordinary posts) | precise (~3%) | path to a file from `python -m empathy_rl.crisis_classifier build` (docs/safety.md)
+    classifier_model: str = "sensitive"  # sensitive (more recall, ~7-15% alarms on ordinary posts) | precise (~4-11%) | path to a file from `python -m empathy_rl.crisis_classifier build` (docs/safety.md)
     classifier_threshold: Optional[float] = None  # crisis probability from which a text is at least concern; None = the model file's (cross-validated)
     classifier_veto: Optional[float] = None  # a rules hit on a text scoring below this is dropped; None = the model file's, 0 = never drop
+    classifier_urgent: bool = True  # a text over classifier_threshold whose urgent head reaches its threshold is urgent; false = the classifier lifts to concern only
+    classifier_urgent_threshold: Optional[float] = None  # urgent-head probability from which that happens; None = the model file's (cross-validated)
     # Optional LLM crisis judge (empathy_rl/crisis_judge.py) on top of rules + classifier.
     judge_mode: str = "off"  # off (no request) | escalate_only (the judge may only raise the level) | override (the judge's level replaces the rules')
     judge_url: Optional[str] = None  # OpenAI-compatible base URL (e.g. http://127.0.0.1:8000/v1); needed unless judge_mode=off
@@ -626,6 +628,7 @@ _RANGES: list[tuple[str, Optional[float], Optional[float], bool]] = [
     ("safety.judge_timeout_s", 0, None, False),
     ("safety.classifier_threshold", 0, 1, True),
     ("safety.classifier_veto", 0, 1, True),
+    ("safety.classifier_urgent_threshold", 0, 1, True),
     ("safety.judge_max_chars", 1, None, True),
     ("rank.judge_temperature", 0, None, True),
     ("review.port", 0, 65535, True),

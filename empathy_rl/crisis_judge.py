@@ -79,6 +79,8 @@ class CrisisJudge:
     classifier_threshold: Optional[float] = None  # safety.classifier_threshold (None: the model file's)
     classifier_veto: Optional[float] = None  # safety.classifier_veto (None: the model file's)
     classifier_model: str = "sensitive"  # safety.classifier_model
+    classifier_urgent: bool = True  # safety.classifier_urgent
+    classifier_urgent_threshold: Optional[float] = None  # safety.classifier_urgent_threshold (None: the model file's)
     stats: dict[str, int] = field(default_factory=lambda: {"calls": 0, "failures": 0, "raised": 0, "lowered": 0})
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -94,7 +96,8 @@ class CrisisJudge:
         return cls(url=safety.judge_url, model=safety.judge_model, mode=safety.judge_mode, timeout_s=float(safety.judge_timeout_s),
                    key_env=safety.judge_key_env or None, max_chars=int(safety.judge_max_chars),
                    use_classifier=bool(safety.classifier), classifier_threshold=safety.classifier_threshold,
-                   classifier_veto=safety.classifier_veto, classifier_model=safety.classifier_model)
+                   classifier_veto=safety.classifier_veto, classifier_model=safety.classifier_model,
+                   classifier_urgent=bool(safety.classifier_urgent), classifier_urgent_threshold=safety.classifier_urgent_threshold)
 
     def _count(self, key: str) -> None:
         with self._lock:
@@ -104,7 +107,8 @@ class CrisisJudge:
         """`assess_crisis(text, language)`, adjusted by the judge as `mode` says; on any judge
         failure the rules + classifier assessment is returned unchanged (and counted)."""
         base = assess_crisis(text, language, use_classifier=self.use_classifier, threshold=self.classifier_threshold,
-                             veto=self.classifier_veto, classifier_model=self.classifier_model)
+                             veto=self.classifier_veto, classifier_model=self.classifier_model, urgent=self.classifier_urgent,
+                             urgent_threshold=self.classifier_urgent_threshold)
         if self.mode == "off" or not text.strip():
             return base
         self._count("calls")

