@@ -386,6 +386,9 @@ def main() -> None:
     parser.add_argument("--trl-threads", default="0,1",
                         help="comma-separated torch thread counts to run TRL with, one TRL run each (0: torch's default, one per "
                              "core); ours is compared with the fastest")
+    parser.add_argument("--ours", action="append", default=[], metavar="KEY=VALUE",
+                        help="a config override for our run only, repeatable (e.g. learner.torch_threads=2); it shows in "
+                             "the command written above the table")
     parser.add_argument("--write-docs", action="store_true")
     parser.add_argument("--keep", help="keep run directories and logs here (default: a temporary directory)")
     args = parser.parse_args()
@@ -420,7 +423,7 @@ def main() -> None:
                     name = f"{tool}-{size}-{repeat}"
                     run_dir = work / name
                     if tool == "ours":
-                        got[tool] = run_ours(policy, run_dir, args.steps, base, work / f"{name}.log")
+                        got[tool] = run_ours(policy, run_dir, args.steps, [*base, *args.ours], work / f"{name}.log")
                     else:
                         run_dir.mkdir(parents=True, exist_ok=True)
                         spec = run_dir / "spec.json"
