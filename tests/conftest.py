@@ -104,6 +104,35 @@ def reward_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture
+def page_wait():
+    """`page_wait(browser, seconds)`: a Selenium `WebDriverWait` whose conditions are retried when
+    the page re-rendered the element between finding it and reading it. Chromium reports that
+    race either as a stale element or as an inspector error "Node with given id does not belong to
+    the document" (seen once in CI on the ranking page); both mean "not yet", and the condition
+    must still come true within the timeout."""
+    from selenium.common.exceptions import StaleElementReferenceException, WebDriverException
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    def settled(condition):
+        def check(driver):
+            try:
+                return condition(driver)
+            except StaleElementReferenceException:
+                return False
+            except WebDriverException as err:
+                if "does not belong to the document" in str(err):
+                    return False
+                raise
+        return check
+
+    class SettledWait(WebDriverWait):
+        def until(self, method, message: str = ""):
+            return super().until(settled(method), message)
+
+    return lambda browser, seconds: SettledWait(browser, seconds)
+
+
+@pytest.fixture
 def chromium_browser(tmp_path: Path):
     """A headless Chromium driven by Selenium through the system chromedriver (no Selenium Manager
     download), with its profile in the test's tmp_path; quit after the test. Skips without

@@ -174,11 +174,10 @@ def test_llm_judge_against_fake_openai_server(tmp_path: Path, monkeypatch) -> No
 
 
 @pytest.mark.slow
-def test_rank_page_end_to_end_in_headless_chromium(tmp_path: Path, chromium_browser) -> None:
+def test_rank_page_end_to_end_in_headless_chromium(tmp_path: Path, chromium_browser, page_wait) -> None:
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     from empathy_rl.cli import main
 
@@ -191,7 +190,7 @@ def test_rank_page_end_to_end_in_headless_chromium(tmp_path: Path, chromium_brow
     store = RankingStore(db)
     server = Server(add_ranking_pages(App(), cases, store), "127.0.0.1", 0).start()
     browser = chromium_browser
-    wait = WebDriverWait(browser, 30)
+    wait = page_wait(browser, 30)
     try:
         browser.get(server.url + "/")
         name = wait.until(ec.presence_of_element_located((By.ID, "rater")))

@@ -328,19 +328,18 @@ def test_cli_checks_reviewer_and_host(tmp_path: Path, capsys) -> None:
 
 
 @pytest.mark.slow
-def test_review_page_by_keyboard_in_headless_chromium(tmp_path: Path, chromium_browser) -> None:
+def test_review_page_by_keyboard_in_headless_chromium(tmp_path: Path, chromium_browser, page_wait) -> None:
     from selenium.webdriver.common.action_chains import ActionChains
     from selenium.webdriver.common.by import By
     from selenium.webdriver.common.keys import Keys
     from selenium.webdriver.support import expected_conditions as ec
-    from selenium.webdriver.support.ui import WebDriverWait
 
     path = tmp_path / "drafts.jsonl"
     records = _drafts(path)
     store = ReviewStore(path, "Ana Reviewer")
     server = Server(add_review_pages(App(), store), "127.0.0.1", 0).start()
     browser = chromium_browser
-    wait = WebDriverWait(browser, 20)
+    wait = page_wait(browser, 20)
     keys = lambda *k: ActionChains(browser).send_keys(*k).perform()  # to whatever has focus: keyboard only
     at = lambda n: wait.until(ec.text_to_be_present_in_element((By.ID, "position"), str(n)))
     added = " Also afraid of disappointing the team."
