@@ -100,7 +100,9 @@ def test_rollout_actor_killed_mid_generation_is_restarted_and_its_prompts_reissu
 def test_rollout_actor_killed_mid_stream_is_restarted_and_each_group_scored_once(trainer, monkeypatch):
     from empathy_rl.reward_stream import StreamScorer
 
-    prompts = trainer.prompts.build_many(trainer.loader.records[:PROMPTS]) * 3  # ~6 prompts a worker: ~3 waves of 2 groups
+    # ~16 prompts a worker: ~8 waves of 2 groups, so the kill after the first wave lands mid-stream (with 3 waves the
+    # stream once ended before the kill in CI)
+    prompts = trainer.prompts.build_many(trainer.loader.records[:PROMPTS]) * 8
     prompts = [dataclasses.replace(p, uid=100 + i) for i, p in enumerate(prompts)]
     worker1 = [p.uid for p in trainer.pool._shards(prompts)[1]]
     G = trainer.cfg.rollout.group_size
